@@ -1,0 +1,57 @@
+"""Talking to models: the ``Backend`` interface, the embedded llama.cpp runtime, OpenAI-compatible servers,
+FIM templates, the embedded model store and the price table."""
+
+from forgepilot.backends.base import (
+    Backend,
+    CancelToken,
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    CompletionChunk,
+    CompletionRequest,
+    Cost,
+    Timings,
+    Usage,
+)
+from forgepilot.backends.embedded import EMBEDDED_MODELS, EmbeddedModel, ModelStatus, ModelStore, embedded_model
+from forgepilot.backends.fake import FakeBackend
+from forgepilot.backends.fim import FimTemplate, RepoFile, fim_template, known_families
+from forgepilot.backends.llamacpp import LlamaCppBackend
+from forgepilot.backends.openai_http import OpenAICompatibleBackend
+from forgepilot.backends.pricing import Price, PriceTable, builtin_price_table
+from forgepilot.backends.providers import PROVIDERS, ProviderProfile, provider_profile
+from forgepilot.backends.resolve import ModelEntry, list_models, open_backend
+
+__all__ = [
+    "EMBEDDED_MODELS",
+    "PROVIDERS",
+    "Backend",
+    "CancelToken",
+    "ChatMessage",
+    "ChatRequest",
+    "Completion",
+    "CompletionChunk",
+    "CompletionRequest",
+    "Cost",
+    "EmbeddedModel",
+    "FakeBackend",
+    "FimTemplate",
+    "LlamaCppBackend",
+    "ModelEntry",
+    "ModelStatus",
+    "ModelStore",
+    "OpenAICompatibleBackend",
+    "Price",
+    "PriceTable",
+    "ProviderProfile",
+    "RepoFile",
+    "Timings",
+    "Usage",
+    "builtin_price_table",
+    "embedded_model",
+    "fim_template",
+    "known_families",
+    "list_models",
+    "open_backend",
+    "provider_profile",
+]

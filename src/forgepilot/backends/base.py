@@ -1,0 +1,190 @@
+"""The ``Backend`` interface every model adapter implements, and the request/response types it speaks.
+
+A backend has one required async method, ``complete``; the rest (``stream``, ``chat``, ``stream_chat``, ``embed``,
+``tokenize``) are optional and raise ``NotSupported`` naming the backend when absent. Capabilities are class
+attributes so callers can route without trying.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from forgepilot.errors import NotSupported
+
+FinishReason = Literal["stop", "length", "cancelled"]
+Role = Literal["system", "user", "assistant"]
+
+
+class CancelToken:
+    """A stop flag shared between the caller and a generation loop (which may run in another thread)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """Complete ``prompt``; with ``suffix`` the backend fills the middle through the model family's FIM template.
+
+    ``raw=True`` sends ``prompt`` exactly as given (an already rendered FIM or repo-level prompt).
+    """
+
+    prompt: str
+    suffix: str | None = None
+    max_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    raw: bool = False
+    cancel: CancelToken | None = None
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: tuple[ChatMessage, ...]
+    max_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    cancel: CancelToken | None = None
+
+
+@dataclass
+class Usage:
+    """Token counts from the serving model's own tokenizer; ``cached_prompt_tokens`` were reused from the KV cache."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    #: True when the server reported no usage and the counts were derived (e.g. one token per streamed chunk).
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Cost:
+    """Money for one request from the versioned price table; ``usd`` is None when the model has no price."""
+
+    usd: float | None
+    price_table_version: str
+
+
+@dataclass
+class Timings:
+    """Seconds from the request reaching the backend: to the first generated text, and to the end."""
+
+    first_token_s: float | None = None
+    total_s: float = 0.0
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: FinishReason
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    cost: Cost | None = None
+    timings: Timings = field(default_factory=Timings)
+
+
+@dataclass
+class CompletionChunk:
+    """A piece of a streamed completion; the last chunk has ``finish_reason`` and the final ``usage``."""
+
+    text: str
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+class Stopwatch:
+    """Measures first-token and total time of one request."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self.first_token_s: float | None = None
+
+    def mark_token(self) -> None:
+        if self.first_token_s is None:
+            self.first_token_s = time.perf_counter() - self._start
+
+    def timings(self) -> Timings:
+        return Timings(first_token_s=self.first_token_s, total_s=time.perf_counter() - self._start)
+
+
+class Backend(abc.ABC):
+    """A model behind one interface. Subclasses set the capability attributes truthfully."""
+
+    supports_fim: bool = False
+    can_stream: bool = False
+    can_chat: bool = False
+    can_embed: bool = False
+    can_tokenize: bool = False
+    max_context: int = 2048
+
+    def __init__(self, name: str) -> None:
+        #: ``provider:model``, as users and telemetry name it.
+        self.name = name
+
+    @abc.abstractmethod
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """Return the whole completion of ``request``."""
+
+    def stream(self, request: CompletionRequest) -> AsyncIterator[CompletionChunk]:
+        raise NotSupported(self.name, "streaming")
+
+    async def chat(self, request: ChatRequest) -> Completion:
+        raise NotSupported(self.name, "chat")
+
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[CompletionChunk]:
+        raise NotSupported(self.name, "streaming chat")
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        raise NotSupported(self.name, "embeddings")
+
+    async def tokenize(self, text: str) -> list[int]:
+        raise NotSupported(self.name, "tokenization")
+
+    async def count_tokens(self, text: str) -> int:
+        return len(await self.tokenize(text))
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op for backends holding nothing
+        """Release connections or model handles held by this backend object."""
+
+
+async def collect(chunks: AsyncIterator[CompletionChunk], model: str, watch: Stopwatch) -> Completion:
+    """Fold a chunk stream into one ``Completion`` (used by backends whose ``complete`` is their stream)."""
+    parts: list[str] = []
+    finish: FinishReason = "stop"
+    usage = Usage()
+    async for chunk in chunks:
+        if chunk.text:
+            watch.mark_token()
+            parts.append(chunk.text)
+        if chunk.finish_reason is not None:
+            finish = chunk.finish_reason
+        if chunk.usage is not None:
+            usage = chunk.usage
+    return Completion(text="".join(parts), finish_reason=finish, model=model, usage=usage, timings=watch.timings())

@@ -1,0 +1,155 @@
+"""A deterministic in-process backend for tests of everything above the model layer.
+
+It behaves like a real backend where callers can observe it (token-by-token streaming, ``max_tokens``, stop
+strings, cancellation, usage, FIM rendering through the declared family) but its text comes from a script or a
+function, so tests can assert exact outputs. It also records every request it received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import re
+import zlib
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from forgepilot.backends.base import (
+    Backend,
+    ChatRequest,
+    Completion,
+    CompletionChunk,
+    CompletionRequest,
+    Stopwatch,
+    Usage,
+    collect,
+)
+from forgepilot.backends.fim import fim_template
+from forgepilot.backends.pricing import builtin_price_table
+
+_TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
+
+Responder = Callable[[str], str]
+
+
+def fake_tokens(text: str) -> list[str]:
+    """Split text the way the fake tokenizer does: runs of word characters, whitespace, or one symbol each."""
+    return _TOKEN.findall(text)
+
+
+class FakeBackend(Backend):
+    supports_fim = True
+    can_stream = True
+    can_chat = True
+    can_embed = True
+    can_tokenize = True
+
+    def __init__(
+        self,
+        name: str = "fake:scripted",
+        *,
+        replies: Sequence[str] | Responder | None = None,
+        family: str = "qwen2.5-coder",
+        delay_s: float = 0.0,
+        fail_with: Exception | None = None,
+        max_context: int = 4096,
+        embedding_dim: int = 16,
+    ) -> None:
+        super().__init__(name)
+        self.template = fim_template(family)
+        self.supports_fim = self.template.supports_fim
+        self.max_context = max_context
+        self._replies = replies
+        self._reply_index = 0
+        self.delay_s = delay_s
+        self.fail_with = fail_with
+        self.embedding_dim = embedding_dim
+        #: The rendered prompts this backend was asked to complete, in order.
+        self.prompts: list[str] = []
+
+    def _reply(self, prompt: str) -> str:
+        if callable(self._replies):
+            return self._replies(prompt)
+        if self._replies:
+            reply = self._replies[self._reply_index % len(self._replies)]
+            self._reply_index += 1
+            return reply
+        return "pass\n"
+
+    def _render(self, request: CompletionRequest) -> str:
+        if request.raw:
+            return request.prompt
+        return self.template.render(request.prompt, request.suffix)
+
+    async def _generate(
+        self, prompt: str, max_tokens: int, stop: Sequence[str], cancel_flag: Callable[[], bool]
+    ) -> AsyncIterator[CompletionChunk]:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.prompts.append(prompt)
+        text = self._reply(prompt)
+        cut = min((text.find(s) for s in stop if s and s in text), default=-1)
+        stopped_early = cut >= 0
+        if stopped_early:
+            text = text[:cut]
+        pieces = fake_tokens(text)
+        finish = "stop"
+        if len(pieces) > max_tokens:
+            pieces, finish = pieces[:max_tokens], "length"
+        emitted = 0
+        for piece in pieces:
+            if cancel_flag():
+                finish = "cancelled"
+                break
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            emitted += 1
+            yield CompletionChunk(text=piece)
+        usage = Usage(prompt_tokens=len(fake_tokens(prompt)), completion_tokens=emitted)
+        yield CompletionChunk(text="", finish_reason=finish, usage=usage)  # type: ignore[arg-type]
+
+    def stream(self, request: CompletionRequest) -> AsyncIterator[CompletionChunk]:
+        stop = (*request.stop, *self.template.stop)
+        return self._generate(
+            self._render(request),
+            request.max_tokens,
+            stop,
+            lambda: request.cancel is not None and request.cancel.cancelled,
+        )
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        watch = Stopwatch()
+        result = await collect(self.stream(request), self.name, watch)
+        result.cost = builtin_price_table().cost(self.name, result.usage)
+        return result
+
+    def _chat_prompt(self, request: ChatRequest) -> str:
+        return "".join(f"<{m.role}>{m.content}</{m.role}>" for m in request.messages) + "<assistant>"
+
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[CompletionChunk]:
+        return self._generate(
+            self._chat_prompt(request),
+            request.max_tokens,
+            request.stop,
+            lambda: request.cancel is not None and request.cancel.cancelled,
+        )
+
+    async def chat(self, request: ChatRequest) -> Completion:
+        result = await collect(self.stream_chat(request), self.name, Stopwatch())
+        result.cost = builtin_price_table().cost(self.name, result.usage)
+        return result
+
+    async def tokenize(self, text: str) -> list[int]:
+        return [zlib.crc32(piece.encode("utf-8")) & 0x7FFFFFFF for piece in fake_tokens(text)]
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        # Hashed bag of words, L2-normalised: deterministic, and similar texts get similar vectors.
+        vectors = []
+        for text in texts:
+            vec = [0.0] * self.embedding_dim
+            for word in re.findall(r"\w+", text.lower()):
+                h = hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
+                vec[h[0] % self.embedding_dim] += 1.0 if h[1] % 2 else -1.0
+            norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+            vectors.append([v / norm for v in vec])
+        return vectors

@@ -1,0 +1,389 @@
+"""The embedded runtime: a GGUF model run in-process by llama.cpp (``llama_cpp.Llama``).
+
+A ``Llama`` object is one mutable context, not safe to share between threads, so each loaded model lives in a
+``LlamaHost`` with a single worker thread: concurrent requests queue up in arrival order and never interleave.
+Consecutive prompts sharing a prefix reuse the KV cache (llama.cpp keeps the longest common prefix), which is why
+completions of the same file stay fast; ``usage.cached_prompt_tokens`` reports how many tokens were reused.
+
+Prompts are tokenized here, not by llama-cpp-python: control tokens of the FIM and chat templates are parsed as
+special tokens while the user's code is tokenized as plain text, so code that happens to contain ``<|endoftext|>``
+cannot inject a control token. (llama-cpp-python 0.3.36's own ``suffix`` support uses token id 0 for every FIM
+token, so it is never used.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from forgepilot.backends.base import (
+    Backend,
+    CancelToken,
+    ChatRequest,
+    Completion,
+    CompletionChunk,
+    CompletionRequest,
+    FinishReason,
+    Stopwatch,
+    Usage,
+    collect,
+)
+from forgepilot.backends.fim import FimTemplate
+from forgepilot.backends.pricing import PriceTable, builtin_price_table
+from forgepilot.config import LlamaSettings
+from forgepilot.errors import BackendError, MissingExtra, UserError
+
+_DONE = object()
+_log = logging.getLogger("forgepilot.llama_cpp")
+
+# Chat formats for GGUFs that carry no ``tokenizer.chat_template``, by declared family (the model cards' formats).
+_FALLBACK_CHAT_TEMPLATES: dict[str, str] = {
+    "gemma3": (
+        "{{ bos_token }}{% for m in messages %}"
+        "{% set role = 'model' if m['role'] == 'assistant' else 'user' %}"
+        "<start_of_turn>{{ role }}\n{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}"
+        "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+    ),
+    "qwen2.5-coder": (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    ),
+}
+_FALLBACK_CHAT_TEMPLATES["codegemma"] = _FALLBACK_CHAT_TEMPLATES["gemma3"]
+_FALLBACK_CHAT_STOPS: dict[str, list[str]] = {
+    "gemma3": ["<end_of_turn>"],
+    "codegemma": ["<end_of_turn>"],
+    "qwen2.5-coder": ["<|im_end|>"],
+}
+
+# llama.cpp logs from C; route it into Python logging instead of letting it write over the CLI's output.
+# ggml's levels: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continuation of the previous line.
+_GGML_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_log_callback: Any = None
+
+
+def _install_log_callback(llama_cpp: Any) -> None:
+    global _log_callback
+    if _log_callback is not None:
+        return
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        message = text.decode("utf-8", errors="replace").rstrip()
+        if message:
+            _log.log(_GGML_LEVELS.get(level, logging.DEBUG), "%s", message)
+
+    _log_callback = forward  # keep a reference: C holds only a pointer
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+
+
+def import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise MissingExtra("llama_cpp", "llama") from exc
+    _install_log_callback(llama_cpp)
+    return llama_cpp
+
+
+@dataclass(frozen=True)
+class _HostKey:
+    path: str
+    n_ctx: int
+    n_threads: int | None
+    n_batch: int
+    prompt_cache_mib: int
+
+
+class LlamaHost:
+    """One loaded model and the single thread that runs everything touching its context."""
+
+    def __init__(self, path: Path, settings: LlamaSettings) -> None:
+        llama_cpp = import_llama_cpp()
+        if not path.is_file():
+            raise UserError(f"model file {path} does not exist")
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=settings.n_ctx,
+                n_threads=settings.n_threads,
+                n_batch=settings.n_batch,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(f"llama.cpp could not load {path}: {exc}", hint="run `forgepilot doctor`") from exc
+        if settings.prompt_cache_mib > 0:
+            self.llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=settings.prompt_cache_mib << 20))
+        self.path = path
+        self.n_ctx = settings.n_ctx
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{path.stem[:24]}")
+        self.add_bos = bool(self.llm._model.add_bos_token())
+        self._formatter: Any = None
+
+    # Tokenization reads only the vocabulary, so it may run beside generation on another thread.
+    def tokenize_text(self, text: str) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else []
+
+    def tokenize_special(self, text: str) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else []
+
+    def bos(self) -> list[int]:
+        return [int(self.llm.token_bos())] if self.add_bos else []
+
+    def chat_prompt(self, messages: Sequence[dict[str, str]], family: str) -> tuple[list[int], list[str]]:
+        """Tokens and stop strings for a chat, rendered with the GGUF's chat template (else the family's format)."""
+        extra_stop: list[str] = []
+        if self._formatter is None:
+            template = self.llm.metadata.get("tokenizer.chat_template") or _FALLBACK_CHAT_TEMPLATES.get(family)
+            if not template:
+                raise UserError(
+                    f"{self.path.name} has no chat template and family {family!r} has no known chat format",
+                    hint="use completion instead of chat",
+                )
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            eos, bos = int(self.llm.token_eos()), int(self.llm.token_bos())
+            self._formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=self.llm._model.token_get_text(eos) if eos != -1 else "",
+                bos_token=self.llm._model.token_get_text(bos) if bos != -1 else "",
+            )
+        if "tokenizer.chat_template" not in self.llm.metadata:
+            extra_stop = _FALLBACK_CHAT_STOPS.get(family, [])
+        result = self._formatter(messages=list(messages))
+        tokens = ([] if result.added_special else self.bos()) + self.tokenize_special(result.prompt)
+        stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
+        return tokens, [s for s in [*stop, *extra_stop] if s]
+
+    def generate(
+        self,
+        tokens: list[int],
+        *,
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        stop: list[str],
+        seed: int | None,
+        cancel: CancelToken,
+        emit: Callable[[object], None],
+    ) -> None:
+        """Run one generation on the worker thread, handing chunks to ``emit``; the last one carries usage."""
+        llama_cpp = import_llama_cpp()
+        llm = self.llm
+        if len(tokens) >= self.n_ctx:
+            raise UserError(
+                f"the prompt has {len(tokens)} tokens but the model's context holds {self.n_ctx}",
+                hint="send less context or raise llama.n_ctx",
+            )
+        max_tokens = min(max_tokens, self.n_ctx - len(tokens))
+        cached = llama_cpp.Llama.longest_token_prefix(llm._input_ids[: llm.n_tokens], tokens)
+        calls = 0
+
+        def keep_going(input_ids: Any, logits: Any) -> bool:
+            # Called once per sampled token, plus once after the loop: count, and stop at once on cancellation.
+            nonlocal calls
+            calls += 1
+            return cancel.cancelled
+
+        finish: FinishReason = "stop"
+        for chunk in llm.create_completion(
+            prompt=tokens,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop or None,
+            seed=seed,
+            stream=True,
+            stopping_criteria=llama_cpp.StoppingCriteriaList([keep_going]),
+        ):
+            choice = chunk["choices"][0]
+            if choice["text"]:
+                emit(CompletionChunk(text=choice["text"]))
+            if choice.get("finish_reason") == "length":
+                finish = "length"
+            if cancel.cancelled:
+                break
+        if cancel.cancelled:
+            finish = "cancelled"
+        # Sampled tokens include the end-of-generation token (the model computed it); a token sampled after
+        # cancellation was never shown, so it is not charged.
+        sampled = max(calls - 1, 0)
+        completion_tokens = max(sampled - 1, 0) if cancel.cancelled else sampled
+        usage = Usage(
+            prompt_tokens=len(tokens),
+            completion_tokens=completion_tokens,
+            cached_prompt_tokens=min(cached, max(len(tokens) - 1, 0)),
+        )
+        emit(CompletionChunk(text="", finish_reason=finish, usage=usage))
+
+
+_HOSTS: dict[_HostKey, LlamaHost] = {}
+_HOSTS_LOCK = threading.Lock()
+
+
+def llama_host(path: Path, settings: LlamaSettings) -> LlamaHost:
+    """The process-wide host for this model file and settings, loading it on first use."""
+    key = _HostKey(str(path.resolve()), settings.n_ctx, settings.n_threads, settings.n_batch, settings.prompt_cache_mib)
+    with _HOSTS_LOCK:
+        host = _HOSTS.get(key)
+        if host is None:
+            host = _HOSTS[key] = LlamaHost(path, settings)
+        return host
+
+
+class LlamaCppBackend(Backend):
+    can_stream = True
+    can_chat = True
+    can_tokenize = True
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        path: Path,
+        template: FimTemplate,
+        settings: LlamaSettings | None = None,
+        prices: PriceTable | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.path = path
+        self.template = template
+        self.settings = settings or LlamaSettings()
+        self.prices = prices or builtin_price_table()
+        self.supports_fim = template.supports_fim
+        self.max_context = self.settings.n_ctx
+        self._host: LlamaHost | None = None
+
+    @property
+    def host(self) -> LlamaHost:
+        if self._host is None:
+            self._host = llama_host(self.path, self.settings)
+        return self._host
+
+    def prompt_tokens(self, request: CompletionRequest) -> list[int]:
+        """The exact tokens sent to the model: template control tokens special, user text plain."""
+        host = self.host
+        if request.raw:
+            return host.bos() + host.tokenize_special(request.prompt)
+        t = self.template
+        if not t.supports_fim or request.suffix is None:
+            return host.bos() + host.tokenize_text(request.prompt)
+        return (
+            host.bos()
+            + host.tokenize_special(t.open)
+            + host.tokenize_text(request.prompt)
+            + host.tokenize_special(t.between)
+            + host.tokenize_text(request.suffix)
+            + host.tokenize_special(t.close)
+        )
+
+    async def _run(
+        self,
+        make_tokens: Callable[[], tuple[list[int], list[str]]],
+        *,
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int | None,
+        cancel: CancelToken | None,
+    ) -> AsyncIterator[CompletionChunk]:
+        host = self.host
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        token = cancel or CancelToken()
+
+        def emit(item: object) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                if token.cancelled:  # cancelled while waiting in the queue: do not touch the model
+                    emit(CompletionChunk(text="", finish_reason="cancelled", usage=Usage()))
+                    return
+                tokens, stop = make_tokens()
+                host.generate(
+                    tokens,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    top_p=top_p,
+                    stop=stop,
+                    seed=seed,
+                    cancel=token,
+                    emit=emit,
+                )
+            except BaseException as exc:  # handed to the awaiting coroutine, re-raised there
+                emit(exc)
+            finally:
+                emit(_DONE)
+
+        future = loop.run_in_executor(host.executor, work)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    if isinstance(item, UserError | BackendError):
+                        raise item
+                    raise BackendError(f"llama.cpp failed: {item}", backend=self.name) from item
+                assert isinstance(item, CompletionChunk)
+                yield item
+        finally:
+            # The consumer stopped early (closed the stream, was cancelled): stop generating at the next token.
+            if not future.done():
+                token.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(future)
+
+    def stream(self, request: CompletionRequest) -> AsyncIterator[CompletionChunk]:
+        stop = [*request.stop, *(s for s in self.template.stop if s not in request.stop)]
+        return self._run(
+            lambda: (self.prompt_tokens(request), stop),
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+            cancel=request.cancel,
+        )
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        watch = Stopwatch()
+        result = await collect(self.stream(request), self.name, watch)
+        result.cost = self.prices.cost(self.name, result.usage)
+        return result
+
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[CompletionChunk]:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+
+        def make_tokens() -> tuple[list[int], list[str]]:
+            tokens, stop = self.host.chat_prompt(messages, self.template.family)
+            return tokens, [*request.stop, *stop]
+
+        return self._run(
+            make_tokens,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+            cancel=request.cancel,
+        )
+
+    async def chat(self, request: ChatRequest) -> Completion:
+        result = await collect(self.stream_chat(request), self.name, Stopwatch())
+        result.cost = self.prices.cost(self.name, result.usage)
+        return result
+
+    async def tokenize(self, text: str) -> list[int]:
+        return await asyncio.to_thread(self.host.tokenize_text, text)
+
+    def vocab_token_ids(self, text: str) -> list[int]:
+        """How the model's vocabulary tokenizes ``text`` when control tokens are allowed (for template checks)."""
+        return self.host.tokenize_special(text)

@@ -1,0 +1,110 @@
+"""Turn a model name (``provider:model``) into a ready ``Backend``, from the embedded catalog or settings.
+
+Every model has a declared family (embedded ones in the catalog, others in ``[models."provider:name"]``); the
+family, never the name, selects the FIM template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from forgepilot.backends.base import Backend
+from forgepilot.backends.embedded import EMBEDDED_MODELS, ModelStore, ProgressFn
+from forgepilot.backends.fake import FakeBackend
+from forgepilot.backends.fim import fim_template
+from forgepilot.backends.llamacpp import LlamaCppBackend
+from forgepilot.backends.openai_http import OpenAICompatibleBackend
+from forgepilot.backends.pricing import builtin_price_table
+from forgepilot.backends.providers import provider_profile
+from forgepilot.config import ModelConfig, Settings
+from forgepilot.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model users can name: embedded or declared in settings."""
+
+    name: str
+    provider: str
+    family: str
+    source: str  # "embedded" or "config"
+    detail: str
+
+
+def list_models(settings: Settings) -> list[ModelEntry]:
+    entries = [
+        ModelEntry(m.name, "llamacpp", m.family, "embedded", f"{m.title}, {m.size / 1e6:.0f} MB, extra [{m.extra}]")
+        for m in EMBEDDED_MODELS.values()
+    ]
+    for name, cfg in sorted(settings.models.items()):
+        provider = cfg.provider or name.partition(":")[0]
+        detail = str(cfg.path) if cfg.path else (cfg.base_url or "default endpoint")
+        entries.append(ModelEntry(name, provider, cfg.family, "config", detail))
+    return entries
+
+
+def open_backend(
+    name: str | None,
+    settings: Settings,
+    *,
+    client: httpx.AsyncClient | None = None,
+    progress: ProgressFn | None = None,
+) -> Backend:
+    """The backend for ``name`` (default: ``settings.default_model``); embedded models are assembled on demand."""
+    name = name or settings.default_model
+    prices = builtin_price_table().with_overrides(settings.prices)
+    cfg = settings.models.get(name)
+    provider, _, short = name.partition(":")
+    if cfg is None:
+        if provider == "llamacpp" and short in EMBEDDED_MODELS:
+            model = EMBEDDED_MODELS[short]
+            path = ModelStore(settings.models_dir).ensure(model, progress=progress)
+            return LlamaCppBackend(
+                name, path=path, template=fim_template(model.family), settings=settings.llama, prices=prices
+            )
+        if provider == "fake":
+            return FakeBackend(name)
+        raise ConfigError(
+            f"unknown model {name!r}",
+            hint=f'declare it under [models."{name}"] with its family, or use one of: '
+            + ", ".join(m.name for m in EMBEDDED_MODELS.values()),
+        )
+    return _configured_backend(name, cfg, settings, client=client, progress=progress)
+
+
+def _configured_backend(
+    name: str,
+    cfg: ModelConfig,
+    settings: Settings,
+    *,
+    client: httpx.AsyncClient | None,
+    progress: ProgressFn | None,
+) -> Backend:
+    provider = cfg.provider or name.partition(":")[0]
+    template = fim_template(cfg.family)
+    prices = builtin_price_table().with_overrides(settings.prices)
+    if provider == "fake":
+        return FakeBackend(name, family=cfg.family)
+    if provider == "llamacpp":
+        short = name.partition(":")[2]
+        if cfg.path is None and short in EMBEDDED_MODELS:
+            path = ModelStore(settings.models_dir).ensure(EMBEDDED_MODELS[short], progress=progress)
+        elif cfg.path is not None:
+            path = cfg.path.expanduser()
+        else:
+            raise ConfigError(f"model {name} needs a path to its GGUF file", hint=f'set path under [models."{name}"]')
+        return LlamaCppBackend(name, path=path, template=template, settings=settings.llama, prices=prices)
+    return OpenAICompatibleBackend(
+        name,
+        profile=provider_profile(provider),
+        template=template,
+        model=cfg.model,
+        base_url=cfg.base_url,
+        api_key_env=cfg.api_key_env,
+        settings=settings.http,
+        client=client,
+        prices=prices,
+        max_context=cfg.context_length or 8192,
+    )
