@@ -50,7 +50,9 @@ def test_state_dir_from_env(isolated_state: Path) -> None:
         ("[models.x\n", "TOML"),
     ],
 )
-def test_bad_config_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, fragment: str) -> None:
+def test_bad_config_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, fragment: str
+) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text(text, encoding="utf-8")
     monkeypatch.setenv("FORGEPILOT_CONFIG", str(cfg))

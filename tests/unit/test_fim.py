@@ -17,6 +17,12 @@ QUICK_SORT_SUFFIX = (
     "    return quick_sort(left) + [pivot] + quick_sort(right)"
 )
 
+CODEGEMMA_PREFIX = (
+    "import datetime\ndef calculate_age(birth_year):\n"
+    '    """Calculates a person\'s age based on their birth year."""\n'
+    "    current_year = datetime.date.today().year\n    "
+)
+
 GOLDEN = [
     (
         # Qwen2.5-Coder model card: "<|fim_prefix|>{prefix_code}<|fim_suffix|>{suffix_code}<|fim_middle|>"
@@ -33,7 +39,7 @@ GOLDEN = [
         f"<｜fim▁begin｜>{QUICK_SORT_PREFIX}<｜fim▁hole｜>{QUICK_SORT_SUFFIX}<｜fim▁end｜>",
     ),
     (
-        # StarCoder model card: "<fim_prefix>def print_hello_world():\n    <fim_suffix>\n    print('Hello world!')<fim_middle>"
+        # StarCoder model card's fill-in-the-middle example.
         "starcoder",
         "def print_hello_world():\n    ",
         "\n    print('Hello world!')",
@@ -55,11 +61,9 @@ GOLDEN = [
     (
         # CodeGemma model card, code completion example.
         "codegemma",
-        'import datetime\ndef calculate_age(birth_year):\n    """Calculates a person\'s age based on their birth year."""\n'
-        "    current_year = datetime.date.today().year\n    ",
+        CODEGEMMA_PREFIX,
         "\n    return age",
-        '<|fim_prefix|>import datetime\ndef calculate_age(birth_year):\n    """Calculates a person\'s age based on their '
-        'birth year."""\n    current_year = datetime.date.today().year\n    <|fim_suffix|>\n    return age<|fim_middle|>',
+        f"<|fim_prefix|>{CODEGEMMA_PREFIX}<|fim_suffix|>\n    return age<|fim_middle|>",
     ),
 ]
 
@@ -110,7 +114,10 @@ def test_qwen_repo_level_format() -> None:
 
 def test_starcoder2_repo_level_format() -> None:
     prompt = fim_template("starcoder2").render_repo("acme/app", [RepoFile("a.py", "A = 1\n")], "b.py", "import ", "")
-    assert prompt == "<repo_name>acme/app<file_sep>a.py\nA = 1\n<file_sep>b.py\n<fim_prefix>import <fim_suffix><fim_middle>"
+    assert (
+        prompt
+        == "<repo_name>acme/app<file_sep>a.py\nA = 1\n<file_sep>b.py\n<fim_prefix>import <fim_suffix><fim_middle>"
+    )
 
 
 def test_families_without_repo_format_say_so() -> None:

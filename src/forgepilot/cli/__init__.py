@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import sys
 
-import click
 import typer
 from rich.markup import escape
 
@@ -56,22 +55,22 @@ def _root(
 def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
-        # Without standalone mode click returns the code of a ``typer.Exit`` instead of exiting.
+        # Without standalone mode the command returns the code of a ``typer.Exit`` instead of exiting.
         result = command.main(args=argv, prog_name="forgepilot", standalone_mode=False)
     except ForgePilotError as exc:
-        err.print(f"[red]error:[/] {escape(exc.one_line())}", highlight=False)
+        # soft_wrap: the error stays one line whatever the terminal width.
+        err.print(f"[red]error:[/] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted")
         return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
+    except typer.TyperException as exc:  # usage errors and bad parameters from the (vendored) click layer
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        return int(exc.exit_code)
     return result if isinstance(result, int) else 0
 
 

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import forgepilot.backends as backends
+
+
+def test_backends_exports() -> None:
+    assert sorted(backends.__all__) == sorted(
+        [
+            "EMBEDDED_MODELS",
+            "PROVIDERS",
+            "Backend",
+            "CancelToken",
+            "ChatMessage",
+            "ChatRequest",
+            "Completion",
+            "CompletionChunk",
+            "CompletionRequest",
+            "Cost",
+            "EmbeddedModel",
+            "FakeBackend",
+            "FimTemplate",
+            "LlamaCppBackend",
+            "ModelEntry",
+            "ModelStatus",
+            "ModelStore",
+            "OpenAICompatibleBackend",
+            "Price",
+            "PriceTable",
+            "ProviderProfile",
+            "RepoFile",
+            "Timings",
+            "Usage",
+            "builtin_price_table",
+            "embedded_model",
+            "fim_template",
+            "known_families",
+            "list_models",
+            "open_backend",
+            "provider_profile",
+        ]
+    )
+    for name in backends.__all__:
+        assert getattr(backends, name) is not None
+
+
+def test_importing_the_cli_does_not_load_heavy_modules() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, forgepilot.cli; print(','.join(m for m in ('llama_cpp', 'torch', 'numpy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
