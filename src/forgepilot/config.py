@@ -46,6 +46,7 @@ class LlamaSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
     n_ctx: int = 4096
+    #: Generation threads; None uses every CPU available to the process.
     n_threads: int | None = None
     n_batch: int = 512
     #: Extra prompt-prefix states kept in RAM (MiB) beyond the live KV cache; 0 keeps only the live one.

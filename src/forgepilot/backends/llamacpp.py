@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +86,15 @@ def _install_log_callback(llama_cpp: Any) -> None:
     llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
 
 
+def default_threads() -> int:
+    """All CPUs this process may run on: llama-cpp-python's default (half the cores) halves generation speed on
+    small machines, where generation is compute-bound."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def import_llama_cpp() -> Any:
     try:
         import llama_cpp
@@ -114,7 +124,7 @@ class LlamaHost:
             self.llm = llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=settings.n_ctx,
-                n_threads=settings.n_threads,
+                n_threads=settings.n_threads or default_threads(),
                 n_batch=settings.n_batch,
                 verbose=False,
             )
