@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 import forgepilot.backends as backends
 
 
@@ -50,3 +54,17 @@ def test_importing_the_cli_does_not_load_heavy_modules() -> None:
     code = "import sys, forgepilot.cli; print(','.join(m for m in ('llama_cpp', 'torch', 'numpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_llama_backend_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import sys
+
+    from forgepilot.backends import LlamaCppBackend, fim_template
+    from forgepilot.errors import MissingExtra
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # what an install without [llama] looks like
+    backend = LlamaCppBackend("llamacpp:x", path=tmp_path / "x.gguf", template=fim_template("plain"))
+    with pytest.raises(MissingExtra) as info:
+        _ = backend.host
+    assert info.value.one_line().endswith("(pip install 'forgepilot[llama]')")
+    assert info.value.exit_code == 3
