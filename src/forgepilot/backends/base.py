@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from forgepilot.errors import NotSupported
 
@@ -174,7 +174,13 @@ class Backend(abc.ABC):
         """Release connections or model handles held by this backend object."""
 
 
-async def collect(chunks: AsyncIterator[CompletionChunk], model: str, watch: Stopwatch) -> Completion:
+class Pricer(Protocol):
+    def cost(self, model: str, usage: Usage) -> Cost: ...
+
+
+async def collect(
+    chunks: AsyncIterator[CompletionChunk], model: str, watch: Stopwatch, prices: Pricer | None = None
+) -> Completion:
     """Fold a chunk stream into one ``Completion`` (used by backends whose ``complete`` is their stream)."""
     parts: list[str] = []
     finish: FinishReason = "stop"
@@ -187,4 +193,7 @@ async def collect(chunks: AsyncIterator[CompletionChunk], model: str, watch: Sto
             finish = chunk.finish_reason
         if chunk.usage is not None:
             usage = chunk.usage
-    return Completion(text="".join(parts), finish_reason=finish, model=model, usage=usage, timings=watch.timings())
+    cost = prices.cost(model, usage) if prices is not None else None
+    return Completion(
+        text="".join(parts), finish_reason=finish, model=model, usage=usage, cost=cost, timings=watch.timings()
+    )

@@ -118,10 +118,7 @@ class FakeBackend(Backend):
         )
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        watch = Stopwatch()
-        result = await collect(self.stream(request), self.name, watch)
-        result.cost = builtin_price_table().cost(self.name, result.usage)
-        return result
+        return await collect(self.stream(request), self.name, Stopwatch(), builtin_price_table())
 
     def _chat_prompt(self, request: ChatRequest) -> str:
         return "".join(f"<{m.role}>{m.content}</{m.role}>" for m in request.messages) + "<assistant>"
@@ -135,9 +132,7 @@ class FakeBackend(Backend):
         )
 
     async def chat(self, request: ChatRequest) -> Completion:
-        result = await collect(self.stream_chat(request), self.name, Stopwatch())
-        result.cost = builtin_price_table().cost(self.name, result.usage)
-        return result
+        return await collect(self.stream_chat(request), self.name, Stopwatch(), builtin_price_table())
 
     async def tokenize(self, text: str) -> list[int]:
         return [zlib.crc32(piece.encode("utf-8")) & 0x7FFFFFFF for piece in fake_tokens(text)]

@@ -365,10 +365,7 @@ class LlamaCppBackend(Backend):
         )
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        watch = Stopwatch()
-        result = await collect(self.stream(request), self.name, watch)
-        result.cost = self.prices.cost(self.name, result.usage)
-        return result
+        return await collect(self.stream(request), self.name, Stopwatch(), self.prices)
 
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[CompletionChunk]:
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
@@ -387,9 +384,7 @@ class LlamaCppBackend(Backend):
         )
 
     async def chat(self, request: ChatRequest) -> Completion:
-        result = await collect(self.stream_chat(request), self.name, Stopwatch())
-        result.cost = self.prices.cost(self.name, result.usage)
-        return result
+        return await collect(self.stream_chat(request), self.name, Stopwatch(), self.prices)
 
     async def tokenize(self, text: str) -> list[int]:
         return await asyncio.to_thread(self.host.tokenize_text, text)

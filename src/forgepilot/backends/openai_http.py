@@ -271,8 +271,14 @@ class OpenAICompatibleBackend(Backend):
             stop += [s for s in self.template.stop if s not in stop]
         elif request.suffix is not None:
             payload["suffix"] = request.suffix
-        payload.update(prompt=prompt, max_tokens=request.max_tokens, temperature=request.temperature)
-        payload["top_p"] = request.top_p
+        payload["prompt"] = prompt
+        return self._with_options(payload, request, stop, stream=stream)
+
+    def _with_options(
+        self, payload: dict[str, Any], request: CompletionRequest | ChatRequest, stop: list[str], *, stream: bool
+    ) -> dict[str, Any]:
+        """Sampling, stop and streaming fields shared by completions and chat."""
+        payload.update(max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p)
         if stop:
             payload["stop"] = stop[:4] if self.profile.name == "openai" else stop  # OpenAI allows at most 4
         if request.seed is not None:
@@ -283,14 +289,13 @@ class OpenAICompatibleBackend(Backend):
                 payload["stream_options"] = {"include_usage": True}
         return payload
 
-    async def complete(self, request: CompletionRequest) -> Completion:
-        watch = Stopwatch()
-        body = await self._post_json("/completions", self._completion_payload(request, stream=False))
+    def _result(self, body: Any, watch: Stopwatch, text_of: Callable[[Any], Any], what: str) -> Completion:
+        """A ``Completion`` from a non-streamed answer; ``text_of`` picks the text out of the first choice."""
         try:
             choice = body["choices"][0]
-            text = choice.get("text") or ""
-        except (KeyError, IndexError, TypeError) as exc:
-            raise BackendError(f"{self.name} sent a completion without choices", backend=self.name) from exc
+            text = text_of(choice) or ""
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise BackendError(f"{self.name} sent a {what} without choices", backend=self.name) from exc
         watch.mark_token()
         usage = _usage(body.get("usage")) or Usage(estimated=True)
         return Completion(
@@ -301,6 +306,11 @@ class OpenAICompatibleBackend(Backend):
             cost=self.prices.cost(self.name, usage),
             timings=watch.timings(),
         )
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        watch = Stopwatch()
+        body = await self._post_json("/completions", self._completion_payload(request, stream=False))
+        return self._result(body, watch, lambda choice: choice.get("text"), "completion")
 
     async def _stream_events(
         self, path: str, payload: dict[str, Any], cancel_flag: Callable[[], bool], pick: Callable[[Any], str | None]
@@ -340,38 +350,13 @@ class OpenAICompatibleBackend(Backend):
         payload: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
         }
-        if request.stop:
-            payload["stop"] = list(request.stop)
-        if request.seed is not None:
-            payload["seed"] = request.seed
-        if stream:
-            payload["stream"] = True
-            if self.profile.stream_usage:
-                payload["stream_options"] = {"include_usage": True}
-        return payload
+        return self._with_options(payload, request, list(request.stop), stream=stream)
 
     async def chat(self, request: ChatRequest) -> Completion:
         watch = Stopwatch()
         body = await self._post_json("/chat/completions", self._chat_payload(request, stream=False))
-        try:
-            choice = body["choices"][0]
-            text = (choice.get("message") or {}).get("content") or ""
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise BackendError(f"{self.name} sent a chat completion without choices", backend=self.name) from exc
-        watch.mark_token()
-        usage = _usage(body.get("usage")) or Usage(estimated=True)
-        return Completion(
-            text=text,
-            finish_reason=_finish(choice.get("finish_reason")),
-            model=self.name,
-            usage=usage,
-            cost=self.prices.cost(self.name, usage),
-            timings=watch.timings(),
-        )
+        return self._result(body, watch, lambda choice: (choice.get("message") or {}).get("content"), "chat completion")
 
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[CompletionChunk]:
         return self._stream_events(
@@ -383,9 +368,7 @@ class OpenAICompatibleBackend(Backend):
 
     async def collect_stream(self, request: CompletionRequest) -> Completion:
         """Complete through the streaming endpoint (measures time to first token)."""
-        result = await collect(self.stream(request), self.name, Stopwatch())
-        result.cost = self.prices.cost(self.name, result.usage)
-        return result
+        return await collect(self.stream(request), self.name, Stopwatch(), self.prices)
 
     # -- embeddings and tokens ------------------------------------------------------------------------------
 

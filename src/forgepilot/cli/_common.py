@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 # Data goes to stdout; everything for people (progress, notes, errors) goes to stderr.
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def settings() -> Settings:
