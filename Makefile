@@ -26,12 +26,17 @@ $(VENV)/.llama-$(LLAMA_VERSION): | $(BIN)/python
 	$(BIN)/pip install --quiet $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	touch $@
 
-$(VENV)/.installed: pyproject.toml $(VENV)/.llama-$(LLAMA_VERSION)
-	$(BIN)/pip install --quiet -e '.[llama,models]'
+# torch first, pinned: 2.13.0 resolves to the CPU build; any other spec pulls gigabytes of CUDA packages.
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.llama-$(LLAMA_VERSION) $(VENV)/.torch
+	$(BIN)/pip install --quiet -e '.[llama,models,embeddings]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[llama,models,dev]'
+	$(BIN)/pip install --quiet -e '.[llama,models,embeddings,dev]'
 	touch $@
 
 setup: $(VENV)/.installed

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from forgepilot import __version__
-from forgepilot.cli import chat, complete, doctor, models
+from forgepilot.cli import chat, complete, doctor, index, models
 from forgepilot.cli._common import err
 from forgepilot.errors import EXIT_CODES, ForgePilotError
 
@@ -30,6 +30,9 @@ app = typer.Typer(
 app.command()(complete.complete)
 app.command()(chat.chat)
 app.command()(doctor.doctor)
+app.command()(index.index)
+app.command()(index.search)
+app.command()(index.symbols)
 app.add_typer(models.app, name="models")
 
 

@@ -1,0 +1,270 @@
+"""The workspace's index database: SQLite in WAL mode with ordered migrations recorded in a table.
+
+SQLite is the source of truth; the lexical (tantivy) and vector (faiss) indexes are derived from it and carry
+flags or generations that say how far they have caught up, so a crash anywhere leaves a state the next run can
+finish. WAL lets searches read while the indexer writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+# Ordered, append-only: a released migration is never edited, a change is a new entry.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "initial index schema",
+        """
+        CREATE TABLE repositories (
+            id INTEGER PRIMARY KEY,
+            root TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            head_commit TEXT,
+            created_at REAL NOT NULL,
+            indexed_at REAL
+        );
+        CREATE TABLE files (
+            id INTEGER PRIMARY KEY,
+            repo_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            language TEXT,
+            size INTEGER,
+            mtime_ns INTEGER,
+            sha256 TEXT,
+            status TEXT NOT NULL,            -- indexed | skipped | error
+            reason TEXT,                     -- why skipped / failed (binary, too_large, ...)
+            detail TEXT,                     -- human-readable detail, e.g. the decode problem
+            package TEXT,
+            parse_errors INTEGER NOT NULL DEFAULT 0,
+            lexical_done INTEGER NOT NULL DEFAULT 0,
+            indexed_at REAL,
+            UNIQUE (repo_id, path)
+        );
+        CREATE INDEX files_status ON files(repo_id, status);
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            ordinal INTEGER NOT NULL,
+            start_line INTEGER NOT NULL,
+            end_line INTEGER NOT NULL,
+            start_char INTEGER NOT NULL,
+            end_char INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            context TEXT,
+            symbol_names TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX chunks_file ON chunks(file_id);
+        CREATE TABLE chunk_vectors (
+            chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            vector BLOB NOT NULL
+        );
+        CREATE TABLE symbols (
+            id INTEGER PRIMARY KEY,
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            qualified_name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            doc TEXT,
+            start_line INTEGER NOT NULL,
+            end_line INTEGER NOT NULL
+        );
+        CREATE INDEX symbols_name ON symbols(name COLLATE NOCASE);
+        CREATE INDEX symbols_file ON symbols(file_id);
+        CREATE TABLE imports (
+            id INTEGER PRIMARY KEY,
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            module TEXT NOT NULL,
+            names TEXT NOT NULL DEFAULT '',
+            kind TEXT NOT NULL,
+            line INTEGER NOT NULL
+        );
+        CREATE INDEX imports_file ON imports(file_id);
+        CREATE TABLE import_edges (
+            import_id INTEGER NOT NULL REFERENCES imports(id) ON DELETE CASCADE,
+            target_file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            PRIMARY KEY (import_id, target_file_id)
+        );
+        CREATE INDEX import_edges_target ON import_edges(target_file_id);
+        CREATE TABLE refs (
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            line INTEGER NOT NULL
+        );
+        CREATE INDEX refs_file ON refs(file_id, line);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class FileRow:
+    id: int
+    repo_id: int
+    path: str
+    language: str | None
+    size: int | None
+    mtime_ns: int | None
+    sha256: str | None
+    status: str
+    reason: str | None
+    detail: str | None
+    lexical_done: bool
+
+
+@dataclass(frozen=True)
+class Repository:
+    id: int
+    root: str
+    name: str
+    head_commit: str | None
+    indexed_at: float | None
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; a crash loses at most the last commits
+    conn.execute("PRAGMA foreign_keys=ON")
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    """Apply pending migrations in order, each in its own transaction; returns the versions applied."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    applied = []
+    for version, name, sql in MIGRATIONS:
+        if version in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in sql.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, time.time()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(version)
+    return applied
+
+
+class Store:
+    """Typed access to the index database; writes happen inside ``transaction()``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn = connect(path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- repositories -----------------------------------------------------------------------------------------
+
+    def repository(self, root: str) -> Repository | None:
+        row = self.conn.execute("SELECT * FROM repositories WHERE root = ?", (root,)).fetchone()
+        return (
+            None
+            if row is None
+            else Repository(row["id"], row["root"], row["name"], row["head_commit"], row["indexed_at"])
+        )
+
+    def repositories(self) -> list[Repository]:
+        rows = self.conn.execute("SELECT * FROM repositories ORDER BY name, root").fetchall()
+        return [Repository(r["id"], r["root"], r["name"], r["head_commit"], r["indexed_at"]) for r in rows]
+
+    def ensure_repository(self, root: str, name: str) -> Repository:
+        existing = self.repository(root)
+        if existing is not None:
+            return existing
+        with self.transaction() as tx:
+            tx.execute("INSERT INTO repositories(root, name, created_at) VALUES (?, ?, ?)", (root, name, time.time()))
+        repo = self.repository(root)
+        assert repo is not None
+        return repo
+
+    def finish_repository(self, repo_id: int, head_commit: str | None) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE repositories SET indexed_at = ?, head_commit = ? WHERE id = ?",
+                (time.time(), head_commit, repo_id),
+            )
+
+    # -- files ------------------------------------------------------------------------------------------------
+
+    def files(self, repo_id: int) -> dict[str, FileRow]:
+        rows = self.conn.execute("SELECT * FROM files WHERE repo_id = ?", (repo_id,)).fetchall()
+        return {r["path"]: _file_row(r) for r in rows}
+
+    def file(self, repo_id: int, path: str) -> FileRow | None:
+        row = self.conn.execute("SELECT * FROM files WHERE repo_id = ? AND path = ?", (repo_id, path)).fetchone()
+        return None if row is None else _file_row(row)
+
+    def chunk_ids_of(self, file_ids: Iterable[int]) -> list[int]:
+        ids = list(file_ids)
+        out: list[int] = []
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            out += [r[0] for r in self.conn.execute(f"SELECT id FROM chunks WHERE file_id IN ({marks})", part)]
+        return out
+
+    def delete_files(self, tx: sqlite3.Connection, file_ids: Sequence[int]) -> None:
+        for i in range(0, len(file_ids), 500):
+            part = list(file_ids[i : i + 500])
+            tx.execute(f"DELETE FROM files WHERE id IN ({','.join('?' * len(part))})", part)
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, tx: sqlite3.Connection, key: str, value: str) -> None:
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+
+def _file_row(r: sqlite3.Row) -> FileRow:
+    return FileRow(
+        id=r["id"],
+        repo_id=r["repo_id"],
+        path=r["path"],
+        language=r["language"],
+        size=r["size"],
+        mtime_ns=r["mtime_ns"],
+        sha256=r["sha256"],
+        status=r["status"],
+        reason=r["reason"],
+        detail=r["detail"],
+        lexical_done=bool(r["lexical_done"]),
+    )
