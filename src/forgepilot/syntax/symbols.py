@@ -101,7 +101,11 @@ def _python_docstring(node: Any) -> str | None:
 _COMMENT_MARKS = re.compile(r"^\s*(?:/\*\*?|\*/|\*(?!/)|///?|//!|#+|--)\s?")
 
 
+_DOC_TAGS = re.compile(r"</?(?:summary|remarks|returns|param|typeparam|value|example|para)\b[^>]*>")
+
+
 def _clean_comment(text: str) -> str:
+    text = _DOC_TAGS.sub("", text)
     lines = []
     for line in text.replace("*/", "").splitlines():
         lines.append(_COMMENT_MARKS.sub("", line).rstrip())
@@ -115,6 +119,17 @@ def _leading_comment(node: Any) -> str | None:
     parts: list[str] = []
     expected_row = target.start_point.row
     sibling = target.prev_sibling
+    # Some grammars (Kotlin) attach a comment to the end of the node before it: look at its last descendant.
+    while (
+        sibling is not None
+        and sibling.type not in _COMMENT_TYPES
+        and sibling.child_count
+        and (sibling.type != "attribute_item")
+    ):
+        last = sibling.children[-1]
+        if last.end_point.row < expected_row - 1:
+            break
+        sibling = last
     while sibling is not None:
         if sibling.type == "attribute_item":  # Rust #[derive(...)] between doc comment and item
             expected_row = sibling.start_point.row
@@ -191,7 +206,8 @@ def analyze(source: bytes, language: Language) -> FileSyntax:
                     imports[n.id] = ImportRef(_text(n), n.start_point.row + 1, names_taken, kind)
                 else:
                     merged = prev.names + tuple(x for x in names_taken if x not in prev.names)
-                    imports[n.id] = ImportRef(prev.module, prev.line, merged, prev.kind)
+                    # Several patterns can match one import; the most specific kind wins.
+                    imports[n.id] = ImportRef(prev.module, prev.line, merged, kind if kind != "module" else prev.kind)
 
     for node, name_node, kind in defs.values():
         if kind == "container":
