@@ -44,7 +44,9 @@ def describe(repo: Path) -> dict[str, Any]:
                 [s.kind, s.qualified_name, s.start_line, s.end_line, s.signature, s.doc] for s in result.symbols
             ],
             "imports": [[i.module, i.line, resolve(i, rel, language.name, repo_files)] for i in result.imports],
-            "chunks": [[c.start_line, c.end_line, c.context] for c in chunk_text(text, language, target=300, hard_max=600)],
+            "chunks": [
+                [c.start_line, c.end_line, c.context] for c in chunk_text(text, language, target=300, hard_max=600)
+            ],
         }
     return out
 

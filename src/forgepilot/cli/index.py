@@ -138,7 +138,7 @@ def index(
                 report = Indexer(ws, embeddings=not no_embeddings, progress=progress).index(root)
             reports.append(report)
             if not json_:
-                skipped = ", ".join(f"{k} {v}" for k, v in report.skipped.most_common())
+                skipped = ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items(), key=lambda kv: -kv[1]))
                 err.print(
                     f"[green]indexed[/] {escape(report.repository)}: {report.parsed} parsed, {report.unchanged} "
                     f"unchanged, {report.deleted} removed, {report.chunks_written} chunks, {report.embedded} "

@@ -17,7 +17,6 @@ import hashlib
 import posixpath
 import subprocess
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,11 +43,14 @@ class IndexReport:
     parsed: int = 0
     unchanged: int = 0
     deleted: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> files
     errors: list[tuple[str, str]] = field(default_factory=list)
     chunks_written: int = 0
     embedded: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
 
 class Workspace:
@@ -174,7 +176,7 @@ class Indexer:
         for done, entry in enumerate(listed, start=1):
             if isinstance(entry, Skipped):
                 row = known.get(entry.path)
-                report.skipped[entry.reason] += 1
+                report.skip(entry.reason)
                 if row is None or row.status != "skipped" or row.reason != entry.reason:
                     pending.append(entry)
                     structure_changed = True
@@ -183,7 +185,7 @@ class Indexer:
                 if item is not None:
                     pending.append(item)
                     if isinstance(item, Skipped):
-                        report.skipped[item.reason] += 1
+                        report.skip(item.reason)
                     structure_changed = True
             if len(pending) >= _BATCH_FILES:
                 self._write(repo.id, pending, known, report)

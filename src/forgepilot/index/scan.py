@@ -96,7 +96,7 @@ def walk_files(root: Path, vendored: frozenset[str]) -> list[str]:
         if ignore_file.is_file():
             try:
                 lines = ignore_file.read_text(encoding="utf-8", errors="replace").splitlines()
-                specs.append((rel_dir, pathspec.PathSpec.from_lines("gitwildmatch", lines)))
+                specs.append((rel_dir, pathspec.PathSpec.from_lines("gitignore", lines)))
             except OSError:
                 pass
 
@@ -155,12 +155,17 @@ def scan(root: Path, settings: ScanSettings | None = None) -> Iterator[Candidate
             yield Skipped(rel, "too_large", f"{st.st_size} bytes > {settings.max_file_bytes}", st.st_size)
             continue
         language = detect_language(rel)
-        if language is None and not Path(rel).suffix:
+        if language is None:
             try:
                 with full.open("rb") as fh:
-                    language = detect_language(rel, fh.read(128))
-            except OSError:
-                language = None
+                    head = fh.read(8192)
+            except OSError as exc:
+                yield Skipped(rel, "unreadable", f"{type(exc).__name__}: {exc}", st.st_size)
+                continue
+            if b"\0" in head:
+                yield Skipped(rel, "binary", "contains NUL bytes", st.st_size)
+                continue
+            language = detect_language(rel, head[:128]) if not Path(rel).suffix else None
         if language is None:
             yield Skipped(rel, "unsupported", "no known language for this file type", st.st_size)
             continue

@@ -95,7 +95,10 @@ class Searcher:
 
     def symbol(self, query: str, limit: int = 20, filters: Filters = Filters()) -> list[tuple[int, float]]:
         """Chunks defining a symbol named like an identifier in the query (exact name first, then prefix)."""
-        names = list(dict.fromkeys(_IDENT.findall(query)))
+        words = _IDENT.findall(query)
+        # "user service" also means UserService / user_service: joined forms are tried first.
+        joined = ["".join(words), "_".join(words)] if len(words) > 1 else []
+        names = list(dict.fromkeys(joined + words))
         if not names:
             return []
         repo_ids = self._repo_ids(filters)
@@ -123,7 +126,7 @@ class Searcher:
                 sql += " ORDER BY length(symbols.qualified_name) LIMIT ?"
                 params.append(limit)
                 for (chunk_id,) in self.ws.store.conn.execute(sql, params):
-                    found.setdefault(chunk_id, 2.0 if exact else 1.0)
+                    found.setdefault(chunk_id, (3.0 if name in joined else 2.0) if exact else 1.0)
             if len(found) >= limit:
                 break
         return sorted(found.items(), key=lambda kv: -kv[1])[:limit]

@@ -1,0 +1,39 @@
+"""Vector and hybrid search with the real packaged embedding model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from forgepilot.index import Indexer, Searcher, Workspace
+from forgepilot.index.vectors import Embedder
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "repos"
+
+
+def test_embeddings_are_normalised_and_semantic() -> None:
+    embedder = Embedder()
+    a, b, c = embedder.encode(["add an item to the shopping cart", "append a product to the basket", "tcp socket"])
+    assert np.allclose([np.linalg.norm(a), np.linalg.norm(b)], 1.0, atol=1e-4)
+    assert float(a @ b) > float(a @ c) + 0.2
+
+
+def test_vector_and_hybrid_search(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws")
+    for name in ("python", "go", "csharp"):
+        Indexer(ws, embeddings=True).index(shutil.copytree(FIXTURES / name, tmp_path / name))
+    chunks = ws.store.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    assert len(ws.vectors) == chunks
+    searcher = Searcher(ws)
+    # No word in common with the code: only the vector search can find it.
+    semantic = searcher.search("how much money does the buyer owe including sales levy", 5, mode="vector")
+    assert semantic[0].path in {"src/shop/payments/checkout.py", "src/shop/payments/tax.py"}
+    hybrid = searcher.search("cart total", 5)
+    assert {"lexical", "vector"} <= set(hybrid[0].ranks)
+    ws.close()
+    # A second process-like open loads the saved faiss file (same generation) instead of rebuilding.
+    reopened = Workspace(tmp_path / "ws")
+    assert reopened.vectors.generation == reopened.vector_generation() and len(reopened.vectors) == chunks
+    reopened.close()
