@@ -137,3 +137,35 @@ def test_migrations_are_recorded_once(ws: Workspace) -> None:
     assert versions == [m[0] for m in MIGRATIONS]
     assert migrate(ws.store.conn) == []
     assert ws.store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_file_that_becomes_skipped_leaves_the_search_index(ws: Workspace, tmp_path: Path) -> None:
+    repo = copy_fixture("python", tmp_path / "shop")
+    indexer = Indexer(ws, embeddings=False)
+    indexer.index(repo)
+    searcher = Searcher(ws)
+    assert any(h.path == "src/shop/payments/tax.py" for h in searcher.search("tax_cents", 5, vectors=False))
+    (repo / "src/shop/payments/tax.py").write_bytes(b"\0binary now")
+    report = indexer.index(repo)
+    assert report.skipped == {"binary": 1}
+    assert all(h.path != "src/shop/payments/tax.py" for h in searcher.search("tax_cents", 5, vectors=False))
+    assert ws.lexical.count() == ws.store.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+
+def test_reparsed_file_gets_its_import_edges_back(ws: Workspace, tmp_path: Path) -> None:
+    repo = copy_fixture("python", tmp_path / "shop")
+    indexer = Indexer(ws, embeddings=False)
+    indexer.index(repo)
+    edges_sql = (
+        "SELECT t.path FROM import_edges e JOIN imports i ON i.id = e.import_id JOIN files f ON f.id = i.file_id "
+        "JOIN files t ON t.id = e.target_file_id WHERE f.path = 'src/shop/payments/checkout.py'"
+    )
+    before = sorted(r[0] for r in ws.store.conn.execute(edges_sql))
+    checkout = repo / "src/shop/payments/checkout.py"
+    checkout.write_text(checkout.read_text() + "\n# changed\n")
+    assert indexer.index(repo).parsed == 1
+    assert (
+        sorted(r[0] for r in ws.store.conn.execute(edges_sql))
+        == before
+        == ["src/shop/models.py", "src/shop/payments/tax.py"]
+    )

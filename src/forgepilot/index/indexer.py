@@ -28,7 +28,6 @@ from forgepilot.index.store import Store
 from forgepilot.index.vectors import EMBEDDING_DIM, Embedder, VectorIndex
 from forgepilot.syntax.chunking import DEFAULT_HARD_MAX, DEFAULT_TARGET, chunk_text
 from forgepilot.syntax.imports import RepoFiles, resolve
-from forgepilot.syntax.languages import parse
 from forgepilot.syntax.symbols import FileSyntax, ImportRef, analyze
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -158,6 +157,8 @@ class Indexer:
         report.seconds["scan"] = time.perf_counter() - timer
         seen_paths = {entry.path for entry in listed}
         gone = [row for path, row in known.items() if path not in seen_paths]
+        # A changed set of files (or of declared packages) can change where any import points: resolve all.
+        # Otherwise only the imports of re-parsed files need resolving.
         structure_changed = bool(gone)
 
         # Deleted files: derived indexes first (idempotent), then the rows.
@@ -186,7 +187,11 @@ class Indexer:
                     pending.append(item)
                     if isinstance(item, Skipped):
                         report.skip(item.reason)
-                    structure_changed = True
+                    row = known.get(entry.path)
+                    if isinstance(item, Skipped) or row is None or row.status != "indexed":
+                        structure_changed = True
+                    elif self._package_changed(row.id, item.syntax.package):
+                        structure_changed = True
             if len(pending) >= _BATCH_FILES:
                 self._write(repo.id, pending, known, report)
                 pending = []
@@ -201,8 +206,8 @@ class Indexer:
         report.seconds["lexical"] = time.perf_counter() - timer
 
         timer = time.perf_counter()
-        if structure_changed or store.get_meta(f"imports_resolved:{repo.id}") is None:
-            self._resolve_imports(repo.id)
+        # Files whose imports are not resolved yet (re-parsed now, or before a crash) carry imports_resolved = 0.
+        self._resolve_imports(repo.id, everything=structure_changed)
         report.seconds["imports"] = time.perf_counter() - timer
 
         timer = time.perf_counter()
@@ -244,8 +249,10 @@ class Indexer:
             source = text.encode("utf-8")
             language = entry.language
             syntax = analyze(source, language)
-            tree = parse(source, language.grammar) if language.grammar else None
-            chunks = chunk_text(text, language, target=self.chunk_target, hard_max=self.chunk_hard_max, tree=tree)
+            chunks = chunk_text(
+                text, language, target=self.chunk_target, hard_max=self.chunk_hard_max, tree=syntax.tree
+            )
+            syntax.tree = None  # trees hold C memory: do not keep them in the write batch
         except Exception as exc:  # one bad file must not stop the run: record it and go on
             report.errors.append((entry.path, f"{type(exc).__name__}: {exc}"))
             return Skipped(entry.path, "error", f"{type(exc).__name__}: {exc}", entry.size)
@@ -265,16 +272,17 @@ class Indexer:
                 values: tuple[object, ...]
                 if isinstance(item, Skipped):
                     status = "error" if item.reason == "error" else "skipped"
-                    values = (None, item.size, None, None, status, item.reason, item.detail, None, 0, 1, now)
+                    # lexical_done = 0 here too: the lexical stage removes what the file had in the index.
+                    values = (None, item.size, None, None, status, item.reason, item.detail, None, 0, 0, 0, now)
                 else:
                     c = item.candidate
                     values = (
                         c.language.name, c.size, c.mtime_ns, item.sha256, "indexed", None, item.detail,
-                        item.syntax.package, int(item.syntax.has_errors), 0, now,
+                        item.syntax.package, int(item.syntax.has_errors), 0, 0, now,
                     )  # fmt: skip
                 columns = (
                     "language, size, mtime_ns, sha256, status, reason, detail, package, parse_errors, "
-                    "lexical_done, indexed_at"
+                    "lexical_done, imports_resolved, indexed_at"
                 )
                 if row is None:
                     cursor = tx.execute(
@@ -365,40 +373,50 @@ class Indexer:
 
     # -- imports ------------------------------------------------------------------------------------------------
 
-    def _resolve_imports(self, repo_id: int) -> None:
+    def _package_changed(self, file_id: int, package: str | None) -> bool:
+        row = self.ws.store.conn.execute("SELECT package FROM files WHERE id = ?", (file_id,)).fetchone()
+        return row is None or row[0] != package
+
+    def _resolve_imports(self, repo_id: int, *, everything: bool) -> None:
+        """Point imports at the files they name: all of the repository's, or those of files not resolved yet."""
         store = self.ws.store
         files = store.conn.execute(
-            "SELECT id, path, language, package FROM files WHERE repo_id = ? AND status = 'indexed'", (repo_id,)
+            "SELECT id, path, language, package, imports_resolved FROM files WHERE repo_id = ? AND status = 'indexed'",
+            (repo_id,),
         ).fetchall()
+        pending = [r["id"] for r in files if everything or not r["imports_resolved"]]
+        if not pending:
+            return
         by_path = {r["path"]: r["id"] for r in files}
         packages = {r["path"]: r["package"] for r in files if r["package"]}
         repo_root = Path(store.conn.execute("SELECT root FROM repositories WHERE id = ?", (repo_id,)).fetchone()[0])
         go_modules = {}
-        for path in by_path:
-            if posixpath.basename(path) == "go.mod":
-                go_modules[posixpath.dirname(path)] = _go_module(repo_root / path)
         for path in _go_mod_files(repo_root, by_path):
             go_modules[posixpath.dirname(path)] = _go_module(repo_root / path)
         repo = RepoFiles(by_path, packages, {k: v for k, v in go_modules.items() if v})
         language_of = {r["id"]: (r["path"], r["language"]) for r in files}
         edges = []
+        only_ids = None if everything else set(pending)
         for imp in store.conn.execute(
             "SELECT imports.id, file_id, module, names, kind, line FROM imports JOIN files ON files.id = file_id "
             "WHERE files.repo_id = ?",
             (repo_id,),
         ):
+            if only_ids is not None and imp["file_id"] not in only_ids:
+                continue
             path, language = language_of[imp["file_id"]]
             ref = ImportRef(imp["module"], imp["line"], tuple(imp["names"].split()), imp["kind"])
             for target in resolve(ref, path, language, repo):
                 edges.append((imp["id"], by_path[target]))
         with store.transaction() as tx:
-            tx.execute(
-                "DELETE FROM import_edges WHERE import_id IN "
-                "(SELECT imports.id FROM imports JOIN files ON files.id = imports.file_id WHERE files.repo_id = ?)",
-                (repo_id,),
-            )
+            if only_ids is None:  # (a re-parsed file's old edges went with its old import rows)
+                tx.execute(
+                    "DELETE FROM import_edges WHERE import_id IN "
+                    "(SELECT imports.id FROM imports JOIN files ON files.id = imports.file_id WHERE files.repo_id = ?)",
+                    (repo_id,),
+                )
             tx.executemany("INSERT OR IGNORE INTO import_edges(import_id, target_file_id) VALUES (?, ?)", edges)
-            store.set_meta(tx, f"imports_resolved:{repo_id}", str(time.time()))
+            tx.executemany("UPDATE files SET imports_resolved = 1 WHERE id = ?", [(i,) for i in pending])
 
     # -- vectors ------------------------------------------------------------------------------------------------
 

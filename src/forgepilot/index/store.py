@@ -42,6 +42,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             package TEXT,
             parse_errors INTEGER NOT NULL DEFAULT 0,
             lexical_done INTEGER NOT NULL DEFAULT 0,
+            imports_resolved INTEGER NOT NULL DEFAULT 0,
             indexed_at REAL,
             UNIQUE (repo_id, path)
         );

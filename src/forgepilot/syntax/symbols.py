@@ -60,6 +60,8 @@ class FileSyntax:
     imports: list[ImportRef] = field(default_factory=list)
     package: str | None = None
     has_errors: bool = False
+    #: The tree-sitter tree, for callers that go on to chunk the same source (None for unparsed languages).
+    tree: Any = field(default=None, repr=False, compare=False)
 
 
 def _text(node: Any) -> str:
@@ -176,6 +178,7 @@ def analyze(source: bytes, language: Language) -> FileSyntax:
     import tree_sitter
 
     tree = parse(source, language.grammar)
+    result.tree = tree
     root = tree.root_node
     result.has_errors = bool(root.has_error)
     matches = tree_sitter.QueryCursor(tags_query(language.grammar)).matches(root)
