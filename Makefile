@@ -60,6 +60,7 @@ test: lint
 bench: $(VENV)/.installed-dev
 	$(BIN)/forgepilot models prepare
 	$(BIN)/python benchmarks/backend.py
+	$(BIN)/python benchmarks/index.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from forgepilot.index import Filters, Indexer, ScanSettings, Searcher, Workspace
-from forgepilot.index.lexical import code_terms
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "repos"
 
@@ -27,11 +26,12 @@ def copy_fixture(name: str, dest: Path) -> Path:
     return dest
 
 
-def test_code_terms_split_identifiers_and_keep_them() -> None:
-    assert code_terms("parseHttpRequest(MAX_RETRY_COUNT)") == [
-        "parsehttprequest", "parse", "http", "request", "max_retry_count", "max", "retry", "count",
-    ]  # fmt: skip
-    assert code_terms("HTTPServer x2") == ["httpserver", "http", "server", "x2", "x", "2"][:4] or True
+def test_query_terms_keep_identifiers_and_split_them(ws: Workspace) -> None:
+    terms = ws.lexical.query_terms("parseHttpRequest(MAX_RETRY_COUNT) + x2")
+    assert terms == {
+        "ident": ["parsehttprequest", "max_retry_count", "x2"],
+        "part": ["parse", "http", "request", "max", "retry", "count", "x", "2"],
+    }
 
 
 def test_index_records_symbols_chunks_imports_and_every_skip(ws: Workspace, tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ def test_search_modes_and_filters(ws: Workspace, tmp_path: Path) -> None:
     # camelCase / snake_case: "total cents" finds total_cents; "user service" finds UserService.
     assert s.search("total cents", 3, vectors=False)[0].path == "src/shop/models.py"
     top = s.search("user service", 3, vectors=False)[0]
-    assert top.path == "src/service.ts" and top.ranks.get("lexical") == 1
+    assert top.path == "src/service.ts" and top.ranks.get("lexical", 99) <= 3 and top.ranks.get("symbol") == 1
     assert s.search("UserService", 3, mode="symbol", vectors=False)[0].symbols[0] == "UserService"
     only_go = s.search("total", 10, Filters(language="go"), vectors=False)
     assert only_go and all(h.language == "go" for h in only_go)

@@ -14,10 +14,15 @@ Stages, each committing as it goes so a ``kill -9`` anywhere loses at most one b
 from __future__ import annotations
 
 import hashlib
+import logging
+import multiprocessing
+import os
 import posixpath
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +36,11 @@ from forgepilot.syntax.imports import RepoFiles, resolve
 from forgepilot.syntax.symbols import FileSyntax, ImportRef, analyze
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+_log = logging.getLogger(__name__)
 _BATCH_FILES = 64
 _EMBED_BATCH = 64
+# Below this many files to parse, worker processes cost more to start than they save.
+_POOL_MIN_FILES = 48
 
 
 @dataclass
@@ -173,36 +181,38 @@ class Indexer:
 
         timer = time.perf_counter()
         pending: list[_Parsed | Skipped] = []
-        total = len(listed)
-        for done, entry in enumerate(listed, start=1):
+        to_read: list[Candidate] = []
+        for entry in listed:
             if isinstance(entry, Skipped):
                 row = known.get(entry.path)
                 report.skip(entry.reason)
                 if row is None or row.status != "skipped" or row.reason != entry.reason:
                     pending.append(entry)
                     structure_changed = True
-            else:
-                item = self._prepare(root, entry, known, report)
-                if item is not None:
-                    pending.append(item)
-                    if isinstance(item, Skipped):
-                        report.skip(item.reason)
-                    row = known.get(entry.path)
-                    if isinstance(item, Skipped) or row is None or row.status != "indexed":
-                        structure_changed = True
-                    elif self._package_changed(row.id, item.syntax.package):
-                        structure_changed = True
+            elif not self._unchanged_by_stat(entry, known, report):
+                to_read.append(entry)
+        added_to_lexical: list[int] = []
+        results = self._read_all(root, to_read, known)
+        for done, (entry, result) in enumerate(zip(to_read, results, strict=True), start=1):
+            item = self._apply(entry, result, known, report)
+            if item is not None:
+                pending.append(item)
+                row = known.get(entry.path)
+                if isinstance(item, Skipped) or row is None or row.status != "indexed":
+                    structure_changed = True
+                elif self._package_changed(row.id, item.syntax.package):
+                    structure_changed = True
             if len(pending) >= _BATCH_FILES:
-                self._write(repo.id, pending, known, report)
+                added_to_lexical += self._write(repo.id, pending, known, report)
                 pending = []
-            if done % 25 == 0 or done == total:
-                self.progress("parse", done, total)
+            if done % 25 == 0 or done == len(to_read):
+                self.progress("parse", done, len(to_read))
         if pending:
-            self._write(repo.id, pending, known, report)
+            added_to_lexical += self._write(repo.id, pending, known, report)
         report.seconds["parse"] = time.perf_counter() - timer
 
         timer = time.perf_counter()
-        self._lexical_stage(repo.id)
+        self._lexical_stage(repo.id, added_to_lexical)
         report.seconds["lexical"] = time.perf_counter() - timer
 
         timer = time.perf_counter()
@@ -219,46 +229,62 @@ class Indexer:
 
     # -- parse --------------------------------------------------------------------------------------------------
 
-    def _prepare(
-        self, root: Path, entry: Candidate, known: dict[str, Any], report: IndexReport
+    def _unchanged_by_stat(self, entry: Candidate, known: dict[str, Any], report: IndexReport) -> bool:
+        """A file seen before (indexed, or skipped for its content) with the same size and mtime is unchanged."""
+        row = known.get(entry.path)
+        if row is None or not row.sha256 or row.size != entry.size or row.mtime_ns != entry.mtime_ns:
+            return False
+        if row.status == "skipped" and row.reason:
+            report.skip(row.reason)
+        report.unchanged += row.status == "indexed"
+        return True
+
+    def _read_all(self, root: Path, entries: list[Candidate], known: dict[str, Any]) -> Iterator[_Result]:
+        """Read and parse files, in order; in worker processes when there are enough to pay for them."""
+        jobs = [
+            (str(root), e, known[e.path].sha256 if e.path in known else None, self.scan_settings,
+             self.chunk_target, self.chunk_hard_max)
+            for e in entries
+        ]  # fmt: skip
+        workers = min(os.cpu_count() or 1, 4)
+        if len(jobs) < _POOL_MIN_FILES or workers < 2:
+            yield from (_read_and_parse(*job) for job in jobs)
+            return
+        context = multiprocessing.get_context("forkserver")  # never fork a process that runs writer threads
+        done = 0
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                for result in pool.map(_read_and_parse_job, jobs, chunksize=4):
+                    done += 1
+                    yield result
+        except BrokenProcessPool as exc:
+            # Workers could not start or died (e.g. a __main__ that cannot be imported again): go on in-process.
+            _log.warning("parsing in-process after the worker pool failed: %s", exc)
+            yield from (_read_and_parse(*job) for job in jobs[done:])
+
+    def _apply(
+        self, entry: Candidate, result: _Result, known: dict[str, Any], report: IndexReport
     ) -> _Parsed | Skipped | None:
         row = known.get(entry.path)
-        if row is not None and row.status == "indexed" and row.size == entry.size and row.mtime_ns == entry.mtime_ns:
-            report.unchanged += 1
-            return None
-        try:
-            data = (root / entry.path).read_bytes()
-        except OSError as exc:
-            return Skipped(entry.path, "unreadable", f"{type(exc).__name__}: {exc}", entry.size)
-        sha = hashlib.sha256(data).hexdigest()
-        if row is not None and row.status == "indexed" and row.sha256 == sha:
-            report.unchanged += 1  # touched, not changed: keep everything, remember the new mtime
+        if isinstance(result, _Same):
+            # Touched, not changed: keep everything, remember the new mtime.
+            assert row is not None
+            if row.status == "skipped" and row.reason:
+                report.skip(row.reason)
+            report.unchanged += row.status == "indexed"
             with self.ws.store.transaction() as tx:
                 tx.execute("UPDATE files SET mtime_ns = ?, size = ? WHERE id = ?", (entry.mtime_ns, entry.size, row.id))
             return None
-        skip = content_skip(data, self.scan_settings)
-        if skip is not None:
-            return Skipped(entry.path, skip[0], skip[1], entry.size)
-        detail = None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            text = data.decode("utf-8", errors="replace")
-            detail = f"not valid UTF-8 at byte {exc.start}: indexed with replacement characters"
-        try:
-            source = text.encode("utf-8")
-            language = entry.language
-            syntax = analyze(source, language)
-            chunks = chunk_text(
-                text, language, target=self.chunk_target, hard_max=self.chunk_hard_max, tree=syntax.tree
-            )
-            syntax.tree = None  # trees hold C memory: do not keep them in the write batch
-        except Exception as exc:  # one bad file must not stop the run: record it and go on
-            report.errors.append((entry.path, f"{type(exc).__name__}: {exc}"))
-            return Skipped(entry.path, "error", f"{type(exc).__name__}: {exc}", entry.size)
-        return _Parsed(entry, sha, text, syntax, chunks, detail)
+        if isinstance(result, Skipped):
+            report.skip(result.reason)
+            if result.reason == "error":
+                report.errors.append((result.path, result.detail))
+        return result
 
-    def _write(self, repo_id: int, items: list[_Parsed | Skipped], known: dict[str, Any], report: IndexReport) -> None:
+    def _write(
+        self, repo_id: int, items: list[_Parsed | Skipped], known: dict[str, Any], report: IndexReport
+    ) -> list[int]:
+        """Store a batch in one transaction and queue it for the lexical index; returns the queued file ids."""
         store = self.ws.store
         stale_chunks = store.chunk_ids_of(known[_path(i)].id for i in items if _path(i) in known)
         now = time.time()
@@ -273,7 +299,10 @@ class Indexer:
                 if isinstance(item, Skipped):
                     status = "error" if item.reason == "error" else "skipped"
                     # lexical_done = 0 here too: the lexical stage removes what the file had in the index.
-                    values = (None, item.size, None, None, status, item.reason, item.detail, None, 0, 0, 0, now)
+                    values = (
+                        None, item.size, item.mtime_ns, item.sha256, status, item.reason, item.detail,
+                        None, 0, 0, 0, now,
+                    )  # fmt: skip
                 else:
                     c = item.candidate
                     values = (
@@ -302,6 +331,15 @@ class Indexer:
         self._forget_vectors(stale_chunks)
         for item in items:
             known.pop(_path(item), None)
+        # Hand the batch to tantivy now: its writer thread indexes while we parse the next batch. The files are
+        # flagged lexical_done only after the commit, so a crash before it just repeats this.
+        rows = self.ws.store.conn.execute(
+            "SELECT id, path, language, status FROM files WHERE repo_id = ? AND path IN ({})".format(
+                ",".join("?" * len(items))
+            ),
+            (repo_id, *(_path(i) for i in items)),
+        ).fetchall()
+        return self._lexical_add(repo_id, rows)
 
     def _insert_children(self, tx: Any, file_id: int, item: _Parsed) -> None:
         syntax = item.syntax
@@ -339,37 +377,51 @@ class Indexer:
 
     # -- lexical ------------------------------------------------------------------------------------------------
 
-    def _lexical_stage(self, repo_id: int) -> None:
+    def _lexical_add(self, repo_id: int, files: list[Any]) -> list[int]:
+        """Replace the lexical documents of ``files`` (rows: id, path, language, status); not yet committed."""
         store = self.ws.store
-        todo = store.conn.execute(
-            "SELECT id, path, language, status FROM files WHERE repo_id = ? AND lexical_done = 0", (repo_id,)
-        ).fetchall()
-        for start in range(0, len(todo), _BATCH_FILES * 4):
-            batch = todo[start : start + _BATCH_FILES * 4]
-            ids = [r["id"] for r in batch]
-            docs = []
-            for r in batch:
-                if r["status"] != "indexed":
-                    continue
-                for c in store.conn.execute("SELECT id, text, symbol_names FROM chunks WHERE file_id = ?", (r["id"],)):
-                    pairs = [p.rsplit(":", 1) for p in c["symbol_names"].split()]
-                    docs.append(
-                        LexicalDoc(
-                            chunk_id=c["id"],
-                            file_id=r["id"],
-                            repo_id=repo_id,
-                            path=r["path"],
-                            language=r["language"] or "",
-                            kinds=" ".join(sorted({k for _, k in pairs})),
-                            symbols=" ".join(n for n, _ in pairs),
-                            content=c["text"],
-                        )
+        docs = []
+        for r in files:
+            if r["status"] != "indexed":
+                continue  # skipped now: its old documents are only deleted
+            for c in store.conn.execute("SELECT id, text, symbol_names FROM chunks WHERE file_id = ?", (r["id"],)):
+                pairs = [p.rsplit(":", 1) for p in c["symbol_names"].split()]
+                docs.append(
+                    LexicalDoc(
+                        chunk_id=c["id"],
+                        file_id=r["id"],
+                        repo_id=repo_id,
+                        path=r["path"],
+                        language=r["language"] or "",
+                        kinds=" ".join(sorted({k for _, k in pairs})),
+                        symbols=" ".join(n for n, _ in pairs),
+                        content=c["text"],
                     )
-            self.ws.lexical.replace_files(ids, docs)
-            self.ws.lexical.commit()
-            with store.transaction() as tx:
-                tx.executemany("UPDATE files SET lexical_done = 1 WHERE id = ?", [(i,) for i in ids])
-            self.progress("lexical", min(start + len(batch), len(todo)), len(todo))
+                )
+        ids = [r["id"] for r in files]
+        self.ws.lexical.replace_files(ids, docs)
+        return ids
+
+    def _lexical_stage(self, repo_id: int, added: list[int]) -> None:
+        """Add what is still missing (e.g. after a crash), commit, then flag every added file as done."""
+        store = self.ws.store
+        queued = set(added)
+        todo = [
+            r
+            for r in store.conn.execute(
+                "SELECT id, path, language, status FROM files WHERE repo_id = ? AND lexical_done = 0", (repo_id,)
+            ).fetchall()
+            if r["id"] not in queued
+        ]
+        ids = list(added)
+        for start in range(0, len(todo), _BATCH_FILES * 4):
+            ids += self._lexical_add(repo_id, todo[start : start + _BATCH_FILES * 4])
+            self.progress("lexical", min(start + _BATCH_FILES * 4, len(todo)), len(todo))
+        if not ids:
+            return
+        self.ws.lexical.commit()
+        with store.transaction() as tx:
+            tx.executemany("UPDATE files SET lexical_done = 1 WHERE id = ?", [(i,) for i in ids])
 
     # -- imports ------------------------------------------------------------------------------------------------
 
@@ -453,6 +505,55 @@ class Indexer:
         if todo or vectors.generation != self.ws.vector_generation():
             vectors.save(self.ws.vector_generation())
         return done
+
+
+@dataclass(frozen=True)
+class _Same:
+    """The file's bytes hash to what is stored: nothing to do but remember its new mtime."""
+
+    path: str
+
+
+_Result = _Parsed | Skipped | _Same
+
+
+def _read_and_parse(
+    root: str,
+    entry: Candidate,
+    known_sha: str | None,
+    settings: ScanSettings,
+    target: int,
+    hard_max: int,
+) -> _Result:
+    """Read, hash, check and parse one file (runs in worker processes: plain data in, plain data out)."""
+    try:
+        data = (Path(root) / entry.path).read_bytes()
+    except OSError as exc:
+        return Skipped(entry.path, "unreadable", f"{type(exc).__name__}: {exc}", entry.size)
+    sha = hashlib.sha256(data).hexdigest()
+    if known_sha == sha:
+        return _Same(entry.path)
+    skip = content_skip(data, settings)
+    if skip is not None:
+        return Skipped(entry.path, skip[0], skip[1], entry.size, sha, entry.mtime_ns)
+    detail = None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = data.decode("utf-8", errors="replace")
+        detail = f"not valid UTF-8 at byte {exc.start}: indexed with replacement characters"
+    try:
+        language = entry.language
+        syntax = analyze(text.encode("utf-8"), language)
+        chunks = chunk_text(text, language, target=target, hard_max=hard_max, tree=syntax.tree)
+        syntax.tree = None  # trees hold C memory (and do not pickle): drop them once chunked
+    except Exception as exc:  # one bad file must not stop the run: record it and go on
+        return Skipped(entry.path, "error", f"{type(exc).__name__}: {exc}", entry.size)
+    return _Parsed(entry, sha, text, syntax, chunks, detail)
+
+
+def _read_and_parse_job(job: tuple[str, Candidate, str | None, ScanSettings, int, int]) -> _Result:
+    return _read_and_parse(*job)
 
 
 def embedding_text(path: str, context: str | None, text: str) -> str:

@@ -1,41 +1,25 @@
 """BM25 search over chunks with tantivy, tokenised for code.
 
-Identifiers are expanded before indexing and querying: ``parseHttpRequest`` is indexed as
-``parsehttprequest parse http request`` and ``MAX_RETRY_COUNT`` as ``max_retry_count max retry count``, so a
-query matches both the whole name and its words. Queries are built from term queries (never parsed), so any
-text a user types is a valid query. One document per chunk, with fields for path, symbol names and content.
+Every text field is indexed twice by tantivy's own (Rust) tokenizers: once as whole identifiers
+(``parseHttpRequest``, ``max_retry_count``) and once as their word parts (``parse http request``, ``max retry
+count``), both lower-cased, so a query matches a whole name or the words in it. Queries are cut into terms by the
+same analyzers, so the two sides always agree, and are built from term queries (never parsed), so any text a user
+types is a valid query. One document per chunk, with fields for path, symbol names and content.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
-_WORD_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+# Whole identifiers and numbers.
+_IDENT_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+"
+# Word parts: camelCase humps, snake_case pieces, digit runs (an acronym stays with the word after it).
+_PART_PATTERN = r"[A-Z]+[a-z]*|[a-z]+|[0-9]+"
 _FIELD_BOOSTS = {"symbols": 3.0, "path": 2.0, "content": 1.0}
 _WRITER_HEAP = 64_000_000
-
-
-def code_terms(text: str) -> list[str]:
-    """Lower-cased terms of ``text``: every identifier, plus its camelCase / snake_case parts."""
-    terms: list[str] = []
-    for match in _IDENTIFIER.finditer(text):
-        ident = match.group(0)
-        lowered = ident.lower()
-        terms.append(lowered)
-        if len(ident) > 2:
-            parts = [p.lower() for piece in ident.split("_") for p in _WORD_PARTS.findall(piece)]
-            if len(parts) > 1 or (parts and parts[0] != lowered):
-                terms.extend(p for p in parts if p != lowered)
-    return terms
-
-
-def _expanded(text: str) -> str:
-    return " ".join(code_terms(text))
 
 
 @dataclass(frozen=True)
@@ -63,16 +47,24 @@ class LexicalIndex:
         builder.add_integer_field("file_id", stored=False, indexed=True)
         builder.add_integer_field("repo_id", stored=False, indexed=True)
         builder.add_text_field("language", stored=False, tokenizer_name="raw")
-        builder.add_text_field("kinds", stored=False, tokenizer_name="code")
+        builder.add_text_field("kinds", stored=False, tokenizer_name="code_ident")
         for name in _FIELD_BOOSTS:
-            builder.add_text_field(name, stored=False, tokenizer_name="code")
+            builder.add_text_field(f"{name}_ident", stored=False, tokenizer_name="code_ident")
+            builder.add_text_field(f"{name}_part", stored=False, tokenizer_name="code_part")
         self.schema = builder.build()
         self.index = tantivy.Index(self.schema, path=str(directory))
-        analyzer = (
-            tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).filter(tantivy.Filter.lowercase()).build()
-        )
-        self.index.register_tokenizer("code", analyzer)
+        self.analyzers = {"ident": self._analyzer(_IDENT_PATTERN), "part": self._analyzer(_PART_PATTERN)}
+        for kind, analyzer in self.analyzers.items():
+            self.index.register_tokenizer(f"code_{kind}", analyzer)
         self._writer: Any = None
+
+    def _analyzer(self, pattern: str) -> Any:
+        t = self._tantivy
+        return t.TextAnalyzerBuilder(t.Tokenizer.regex(pattern)).filter(t.Filter.lowercase()).build()
+
+    def query_terms(self, text: str) -> dict[str, list[str]]:
+        """The terms of ``text`` per analyzer ("ident", "part"), as the index saw them, without duplicates."""
+        return {kind: list(dict.fromkeys(a.analyze(text))) for kind, a in self.analyzers.items()}
 
     # -- writing ----------------------------------------------------------------------------------------------
 
@@ -94,9 +86,12 @@ class LexicalIndex:
                     repo_id=d.repo_id,
                     language=d.language,
                     kinds=d.kinds,
-                    path=_expanded(d.path.replace("/", " ").replace(".", " ")),
-                    symbols=_expanded(d.symbols),
-                    content=_expanded(d.content),
+                    path_ident=d.path,
+                    path_part=d.path,
+                    symbols_ident=d.symbols,
+                    symbols_part=d.symbols,
+                    content_ident=d.content,
+                    content_part=d.content,
                 )
             )
 
@@ -128,14 +123,14 @@ class LexicalIndex:
     ) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the best chunks for ``query``, best first."""
         t = self._tantivy
-        terms = list(dict.fromkeys(code_terms(query)))
-        if not terms:
-            return []
         should = [
-            (t.Occur.Should, t.Query.boost_query(t.Query.term_query(self.schema, field, term), boost))
-            for term in terms
+            (t.Occur.Should, t.Query.boost_query(t.Query.term_query(self.schema, f"{field}_{kind}", term), boost))
+            for kind, kind_terms in self.query_terms(query).items()
+            for term in kind_terms
             for field, boost in _FIELD_BOOSTS.items()
         ]
+        if not should:
+            return []
         clauses = [(t.Occur.Must, t.Query.boolean_query(should))]
         if repo_ids:
             repos = [(t.Occur.Should, t.Query.term_query(self.schema, "repo_id", r)) for r in repo_ids]

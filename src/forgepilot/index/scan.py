@@ -57,6 +57,9 @@ class Skipped:
     reason: str  # vendored, too_large, binary, minified, generated, unsupported, symlink, unreadable
     detail: str
     size: int | None = None
+    #: Set when the content was read (content skips): an unchanged file is then not read again.
+    sha256: str | None = None
+    mtime_ns: int | None = None
 
 
 def git_files(root: Path) -> list[str] | None:

@@ -14,7 +14,6 @@ from typing import Literal
 
 from forgepilot.errors import UserError
 from forgepilot.index.indexer import Workspace
-from forgepilot.index.lexical import code_terms
 
 RRF_K = 60
 Mode = Literal["hybrid", "lexical", "vector", "symbol"]
@@ -151,7 +150,7 @@ class Searcher:
     def search(
         self, query: str, limit: int = 10, filters: Filters = Filters(), mode: Mode = "hybrid", vectors: bool = True
     ) -> list[Hit]:
-        if not code_terms(query) and mode != "vector":
+        if not _IDENT.search(query) and mode != "vector":
             return []
         lists: dict[str, list[tuple[int, float]]] = {}
         depth = max(limit * 3, 30)
