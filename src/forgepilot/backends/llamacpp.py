@@ -14,6 +14,7 @@ token, so it is never used.)
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import ctypes
 import logging
@@ -237,6 +238,20 @@ class LlamaHost:
 
 _HOSTS: dict[_HostKey, LlamaHost] = {}
 _HOSTS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_hosts() -> None:
+    """Free models while llama.cpp is still loaded: freeing them during interpreter teardown raises noise."""
+    with _HOSTS_LOCK:
+        for host in _HOSTS.values():
+            host.executor.shutdown(wait=False, cancel_futures=True)
+            with contextlib.suppress(Exception):
+                # Not verbose, llama-cpp-python redirects stdout/stderr to /dev/null around the free and leaks
+                # the handles at exit; its log output already goes through our callback.
+                host.llm.verbose = True
+                host.llm.close()
+        _HOSTS.clear()
 
 
 def llama_host(path: Path, settings: LlamaSettings) -> LlamaHost:

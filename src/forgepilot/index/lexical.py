@@ -141,8 +141,12 @@ class LexicalIndex:
             clauses.append((t.Occur.Must, t.Query.term_query(self.schema, "kinds", kind.lower())))
         self.index.reload()
         searcher = self.index.searcher()
-        hits = searcher.search(t.Query.boolean_query(clauses), limit).hits
-        return [(int(searcher.doc(address)["chunk_id"][0]), float(score)) for score, address in hits]
+        # Equal scores are common in repetitive code; tantivy orders them by segment layout, which depends on
+        # the history of writes. Fetch a margin and break ties by chunk id so the same index ranks the same way.
+        hits = searcher.search(t.Query.boolean_query(clauses), limit * 2 + 10).hits
+        scored = [(int(searcher.doc(address)["chunk_id"][0]), float(score)) for score, address in hits]
+        scored.sort(key=lambda hit: (-round(hit[1], 5), hit[0]))
+        return scored[:limit]
 
     def count(self) -> int:
         self.index.reload()

