@@ -37,3 +37,24 @@ def test_vector_and_hybrid_search(tmp_path: Path) -> None:
     reopened = Workspace(tmp_path / "ws")
     assert reopened.vectors.generation == reopened.vector_generation() and len(reopened.vectors) == chunks
     reopened.close()
+
+
+def test_vectors_never_go_stale_across_runs_without_embeddings(tmp_path: Path) -> None:
+    repo = shutil.copytree(FIXTURES / "python", tmp_path / "shop")
+    ws = Workspace(tmp_path / "ws")
+    Indexer(ws, embeddings=True).index(repo)
+    ws.close()
+    models = repo / "src/shop/models.py"
+    models.write_text(models.read_text() + "\n\ndef refund(cart):\n    return -cart.total_cents()\n")
+    (repo / "src/shop/payments/tax.py").unlink()
+    ws = Workspace(tmp_path / "ws")
+    Indexer(ws, embeddings=False).index(repo)  # drops the vectors of replaced and deleted chunks
+    ws.close()
+    reopened = Workspace(tmp_path / "ws")
+    stored = {r[0] for r in reopened.store.conn.execute("SELECT chunk_id FROM chunk_vectors")}
+    import faiss
+
+    live = set(faiss.vector_to_array(reopened.vectors.index.id_map).tolist())
+    assert live == stored  # the saved file was not trusted: rebuilt from what SQLite holds
+    assert all(hit[0] in stored for hit in Searcher(reopened).vector("tax owed in a region", 10))
+    reopened.close()

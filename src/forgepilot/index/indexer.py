@@ -98,6 +98,20 @@ class Workspace:
             self._vectors = index
         return self._vectors
 
+    def vectors_dropped(self, tx: Any, chunk_ids: list[int]) -> None:
+        """Chunks whose vectors were deleted in transaction ``tx``: bump the generation with them, so a saved
+        index that still holds those vectors is never trusted again, and drop them from the live index."""
+        if not chunk_ids:
+            return
+        self.store.set_meta(tx, "vector_generation", str(self.vector_generation() + 1))
+        if self._vectors is not None:
+            self._vectors.remove(chunk_ids)
+
+    def save_vectors(self) -> None:
+        """Persist the live vector index if it is loaded and the stored generation moved past the saved one."""
+        if self._vectors is not None and self._vectors.generation != self.vector_generation():
+            self._vectors.save(self.vector_generation())
+
     def _stored_vectors(self) -> tuple[Any, Any]:
         import numpy as np
 
@@ -172,11 +186,12 @@ class Indexer:
         # Deleted files: derived indexes first (idempotent), then the rows.
         if gone:
             gone_ids = [row.id for row in gone]
-            self._forget_vectors(store.chunk_ids_of(gone_ids))
+            stale = store.chunk_ids_of(gone_ids)
             self.ws.lexical.delete_files(gone_ids)
             self.ws.lexical.commit()
             with store.transaction() as tx:
                 store.delete_files(tx, gone_ids)
+                self.ws.vectors_dropped(tx, stale)
             report.deleted = len(gone)
 
         timer = time.perf_counter()
@@ -223,6 +238,7 @@ class Indexer:
         timer = time.perf_counter()
         if self.embeddings:
             report.embedded = self._vector_stage(repo.id)
+        self.ws.save_vectors()
         report.seconds["vectors"] = time.perf_counter() - timer
         store.finish_repository(repo.id, _git_head(root))
         return report
@@ -327,8 +343,8 @@ class Indexer:
                     self._insert_children(tx, file_id, item)
                     report.parsed += 1
                     report.chunks_written += len(item.chunks)
-        # Vectors of replaced chunks went with them (cascade); take them out of the live index too.
-        self._forget_vectors(stale_chunks)
+            # Vectors of replaced chunks went with them (cascade).
+            self.ws.vectors_dropped(tx, stale_chunks)
         for item in items:
             known.pop(_path(item), None)
         # Hand the batch to tantivy now: its writer thread indexes while we parse the next batch. The files are
@@ -472,10 +488,6 @@ class Indexer:
 
     # -- vectors ------------------------------------------------------------------------------------------------
 
-    def _forget_vectors(self, chunk_ids: list[int]) -> None:
-        if chunk_ids and (self.ws._vectors is not None or (self.ws.root / "vectors.faiss").exists()):
-            self.ws.vectors.remove(chunk_ids)
-
     def _vector_stage(self, repo_id: int) -> int:
         store = self.ws.store
         todo = store.conn.execute(
@@ -502,8 +514,6 @@ class Indexer:
             vectors.add(np.asarray([r["id"] for r in batch], dtype="int64"), matrix)
             done += len(batch)
             self.progress("embed", done, len(todo))
-        if todo or vectors.generation != self.ws.vector_generation():
-            vectors.save(self.ws.vector_generation())
         return done
 
 
