@@ -150,10 +150,16 @@ def main() -> int:
         raw_parse_seconds(stdlib, parsed_files[:50])  # warm the parser and the page cache
         raw = min(raw_parse_seconds(stdlib, parsed_files) for _ in range(2))
 
-        ws = Workspace(tmp / "ws-stdlib")
-        start = time.perf_counter()
-        report = Indexer(ws, embeddings=False).index(stdlib)
-        full = time.perf_counter() - start
+        # Best of two on both sides (the raw parse above too): this machine is shared and noisy.
+        runs = []
+        for attempt in range(2):
+            ws = Workspace(tmp / f"ws-stdlib-{attempt}")
+            start = time.perf_counter()
+            report = Indexer(ws, embeddings=False).index(stdlib)
+            runs.append(time.perf_counter() - start)
+            if attempt == 0:
+                ws.close()
+        full = min(runs)
         rss_after_index = peak_rss_mib()
         start = time.perf_counter()
         Indexer(ws, embeddings=False).index(stdlib)

@@ -304,7 +304,10 @@ class Indexer:
         store = self.ws.store
         stale_chunks = store.chunk_ids_of(known[_path(i)].id for i in items if _path(i) in known)
         now = time.time()
+        docs: list[LexicalDoc] = []
+        file_ids: list[int] = []
         with store.transaction() as tx:
+            next_chunk_id = int(tx.execute("SELECT coalesce(max(id), 0) + 1 FROM chunks").fetchone()[0])
             for item in items:
                 path = _path(item)
                 row = known.get(path)
@@ -339,8 +342,10 @@ class Indexer:
                     sets = ", ".join(f"{col.strip()} = ?" for col in columns.split(","))
                     tx.execute(f"UPDATE files SET {sets} WHERE id = ?", (*values, row.id))
                     file_id = row.id
+                file_ids.append(file_id)
                 if isinstance(item, _Parsed):
-                    self._insert_children(tx, file_id, item)
+                    docs += self._insert_children(tx, repo_id, file_id, item, next_chunk_id)
+                    next_chunk_id += len(item.chunks)
                     report.parsed += 1
                     report.chunks_written += len(item.chunks)
             # Vectors of replaced chunks went with them (cascade).
@@ -349,15 +354,13 @@ class Indexer:
             known.pop(_path(item), None)
         # Hand the batch to tantivy now: its writer thread indexes while we parse the next batch. The files are
         # flagged lexical_done only after the commit, so a crash before it just repeats this.
-        rows = self.ws.store.conn.execute(
-            "SELECT id, path, language, status FROM files WHERE repo_id = ? AND path IN ({})".format(
-                ",".join("?" * len(items))
-            ),
-            (repo_id, *(_path(i) for i in items)),
-        ).fetchall()
-        return self._lexical_add(repo_id, rows)
+        self.ws.lexical.replace_files(file_ids, docs)
+        return file_ids
 
-    def _insert_children(self, tx: Any, file_id: int, item: _Parsed) -> None:
+    def _insert_children(
+        self, tx: Any, repo_id: int, file_id: int, item: _Parsed, first_chunk_id: int
+    ) -> list[LexicalDoc]:
+        """Insert a parsed file's rows (chunk ids from ``first_chunk_id``); returns its lexical documents."""
         syntax = item.syntax
         tx.executemany(
             "INSERT INTO symbols(file_id, name, qualified_name, kind, signature, doc, start_line, end_line) "
@@ -371,25 +374,42 @@ class Indexer:
             "INSERT INTO imports(file_id, module, names, kind, line) VALUES (?, ?, ?, ?, ?)",
             [(file_id, i.module, " ".join(i.names), i.kind, i.line) for i in syntax.imports],
         )
+        lines: dict[tuple[str, str], list[str]] = {}
+        for r in syntax.references:
+            lines.setdefault((r.name, r.kind), []).append(str(r.line))
         tx.executemany(
-            "INSERT INTO refs(file_id, name, kind, line) VALUES (?, ?, ?, ?)",
-            [(file_id, r.name, r.kind, r.line) for r in syntax.references],
+            "INSERT INTO refs(file_id, name, kind, lines) VALUES (?, ?, ?, ?)",
+            [(file_id, name, kind, " ".join(at)) for (name, kind), at in lines.items()],
         )
         rows = []
+        docs = []
+        # Symbols defined in each chunk, by one sweep over both lists (sorted by line).
+        starts = sorted(syntax.symbols, key=lambda s: s.start_line)
+        at = 0
         for ordinal, chunk in enumerate(item.chunks):
-            inside = [
-                s for s in syntax.symbols if chunk.start_line <= s.start_line <= chunk.end_line
-            ]  # symbols defined in this chunk
-            names = " ".join(dict.fromkeys(f"{s.name}:{s.kind}" for s in inside))
+            while at < len(starts) and starts[at].start_line < chunk.start_line:
+                at += 1
+            inside = []
+            while at < len(starts) and starts[at].start_line <= chunk.end_line:
+                inside.append(starts[at])
+                at += 1
+            pairs = list(dict.fromkeys((s.name, s.kind) for s in inside))
+            # Workers send chunk boundaries only; the text is cut here from the file text they already sent.
+            text = item.text[chunk.start_char : chunk.end_char]
+            chunk_id = first_chunk_id + ordinal
             rows.append(
-                (file_id, ordinal, chunk.start_line, chunk.end_line, chunk.start_char, chunk.end_char, chunk.text,
-                 chunk.context, names)
+                (chunk_id, file_id, ordinal, chunk.start_line, chunk.end_line, chunk.start_char, chunk.end_char,
+                 text, chunk.context, " ".join(f"{n}:{k}" for n, k in pairs))
             )  # fmt: skip
+            docs.append(
+                _lexical_doc(chunk_id, file_id, repo_id, item.candidate.path, item.candidate.language.name, pairs, text)
+            )
         tx.executemany(
-            "INSERT INTO chunks(file_id, ordinal, start_line, end_line, start_char, end_char, text, context, "
-            "symbol_names) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO chunks(id, file_id, ordinal, start_line, end_line, start_char, end_char, text, context, "
+            "symbol_names) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+        return docs
 
     # -- lexical ------------------------------------------------------------------------------------------------
 
@@ -401,19 +421,8 @@ class Indexer:
             if r["status"] != "indexed":
                 continue  # skipped now: its old documents are only deleted
             for c in store.conn.execute("SELECT id, text, symbol_names FROM chunks WHERE file_id = ?", (r["id"],)):
-                pairs = [p.rsplit(":", 1) for p in c["symbol_names"].split()]
-                docs.append(
-                    LexicalDoc(
-                        chunk_id=c["id"],
-                        file_id=r["id"],
-                        repo_id=repo_id,
-                        path=r["path"],
-                        language=r["language"] or "",
-                        kinds=" ".join(sorted({k for _, k in pairs})),
-                        symbols=" ".join(n for n, _ in pairs),
-                        content=c["text"],
-                    )
-                )
+                pairs = [(n, k) for n, _, k in (p.rpartition(":") for p in c["symbol_names"].split())]
+                docs.append(_lexical_doc(c["id"], r["id"], repo_id, r["path"], r["language"] or "", pairs, c["text"]))
         ids = [r["id"] for r in files]
         self.ws.lexical.replace_files(ids, docs)
         return ids
@@ -555,7 +564,8 @@ def _read_and_parse(
     try:
         language = entry.language
         syntax = analyze(text.encode("utf-8"), language)
-        chunks = chunk_text(text, language, target=target, hard_max=hard_max, tree=syntax.tree)
+        # Without texts: the main process cuts them from ``text``, so they are not sent twice.
+        chunks = chunk_text(text, language, target=target, hard_max=hard_max, tree=syntax.tree, with_text=False)
         syntax.tree = None  # trees hold C memory (and do not pickle): drop them once chunked
     except Exception as exc:  # one bad file must not stop the run: record it and go on
         return Skipped(entry.path, "error", f"{type(exc).__name__}: {exc}", entry.size)
@@ -564,6 +574,22 @@ def _read_and_parse(
 
 def _read_and_parse_job(job: tuple[str, Candidate, str | None, ScanSettings, int, int]) -> _Result:
     return _read_and_parse(*job)
+
+
+def _lexical_doc(
+    chunk_id: int, file_id: int, repo_id: int, path: str, language: str, symbols: list[tuple[str, str]], text: str
+) -> LexicalDoc:
+    """The lexical document of a chunk; ``symbols`` are the (name, kind) pairs it defines."""
+    return LexicalDoc(
+        chunk_id=chunk_id,
+        file_id=file_id,
+        repo_id=repo_id,
+        path=path,
+        language=language,
+        kinds=" ".join(sorted({kind for _, kind in symbols})),
+        symbols=" ".join(name for name, _ in symbols),
+        content=text,
+    )
 
 
 def embedding_text(path: str, context: str | None, text: str) -> str:

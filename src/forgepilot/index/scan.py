@@ -186,7 +186,7 @@ def content_skip(data: bytes, settings: ScanSettings) -> tuple[str, str] | None:
             for marker in GENERATED_MARKERS:
                 if marker in stripped:
                     return "generated", f"marker {marker.decode()!r} in a header comment"
-    longest = max((len(line) for line in data.split(b"\n")), default=0)
+    longest = max(map(len, data.split(b"\n")), default=0)
     if longest > settings.max_line_chars:
         return "minified", f"a line of {longest} characters (limit {settings.max_line_chars})"
     return None

@@ -93,13 +93,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             PRIMARY KEY (import_id, target_file_id)
         );
         CREATE INDEX import_edges_target ON import_edges(target_file_id);
-        CREATE TABLE refs (
+        CREATE TABLE refs (                  -- one row per name referenced in a file
             file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
             name TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            line INTEGER NOT NULL
+            kind TEXT NOT NULL,              -- call | type
+            lines TEXT NOT NULL              -- space-separated line numbers, ascending
         );
-        CREATE INDEX refs_file ON refs(file_id, line);
+        CREATE INDEX refs_file ON refs(file_id);
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """,
     ),
@@ -137,6 +137,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; a crash loses at most the last commits
     conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: bulk inserts touch many index pages
     migrate(conn)
     return conn
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,6 @@ from forgepilot.syntax.languages import Language, parse
 
 DEFAULT_TARGET = 1500
 DEFAULT_HARD_MAX = 3000
-_NEWLINE = re.compile("\n")
 _CLASS_NODES = frozenset(
     {
         "class_definition",
@@ -56,7 +54,16 @@ class _Lines:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.starts = [0, *(m.end() for m in _NEWLINE.finditer(text))]
+        self.starts = self._starts(text)
+
+    @staticmethod
+    def _starts(text: str) -> list[int]:
+        """Offsets where lines start: running sums of line lengths plus their newline (computed in C)."""
+        lengths = map(len, text.split("\n"))
+        starts = [0]
+        with_newline = map((1).__add__, itertools.islice(lengths, text.count("\n")))  # every line but the last
+        starts.extend(itertools.accumulate(with_newline))
+        return starts
 
     def row_of(self, offset: int) -> int:
         return bisect.bisect_right(self.starts, offset) - 1
@@ -175,15 +182,18 @@ class _ByteToChar:
 
     def __init__(self, text: str) -> None:
         self.length = len(text)
-        self.char_starts: list[int] | None = None
+        self.char_starts: Any = None
         if not text.isascii():
-            widths = (len(ch.encode("utf-8", errors="surrogatepass")) for ch in text)
-            self.char_starts = [0, *itertools.accumulate(widths)]  # byte offset where each char starts
+            import numpy as np
+
+            # A character starts at every byte that is not a UTF-8 continuation byte (0b10xxxxxx).
+            data = np.frombuffer(text.encode("utf-8", errors="surrogatepass"), dtype=np.uint8)
+            self.char_starts = np.flatnonzero((data & 0xC0) != 0x80)
 
     def __call__(self, byte_offset: int) -> int:
         if self.char_starts is None:
             return min(byte_offset, self.length)
-        return min(bisect.bisect_right(self.char_starts, byte_offset) - 1, self.length)
+        return min(int(self.char_starts.searchsorted(byte_offset, side="right")) - 1, self.length)
 
 
 def _merge_small(spans: list[tuple[int, int, str | None]], target: int) -> list[tuple[int, int, str | None]]:
@@ -207,8 +217,12 @@ def chunk_text(
     target: int = DEFAULT_TARGET,
     hard_max: int = DEFAULT_HARD_MAX,
     tree: Any = None,
+    with_text: bool = True,
 ) -> list[Chunk]:
-    """Chunks covering ``text`` exactly, cut along its syntax tree where the language is parsed."""
+    """Chunks covering ``text`` exactly, cut along its syntax tree where the language is parsed.
+
+    ``with_text=False`` leaves ``Chunk.text`` empty for callers that cut it from ``text`` themselves.
+    """
     if hard_max < target:
         raise ValueError("hard_max must be at least target")
     chunker = _Chunker(text, target, hard_max)
@@ -229,7 +243,7 @@ def chunk_text(
                 end_line=lines.row_of(last) + 1,
                 start_char=start,
                 end_char=end,
-                text=text[start:end],
+                text=text[start:end] if with_text else "",
                 context=context,
             )
         )
