@@ -224,6 +224,8 @@ def main() -> int:
         }
 
         searcher = Searcher(cws)
+        for query, _, _ in queries[:20]:  # warm up: first model call, page cache, thread start
+            searcher.search(query, 10)
         quality: dict[str, dict[str, float]] = {}
         latency: dict[str, dict[str, float]] = {}
         for mode in ("lexical", "vector", "hybrid"):

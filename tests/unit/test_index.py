@@ -168,3 +168,31 @@ def test_reparsed_file_gets_its_import_edges_back(ws: Workspace, tmp_path: Path)
     expected = ["src/shop/models.py", "src/shop/models.py", "src/shop/payments/tax.py"]
     assert before == expected
     assert sorted(r[0] for r in ws.store.conn.execute(edges_sql)) == expected
+
+
+def test_imports_of_unchanged_files_are_resolved_after_a_crash(ws: Workspace, tmp_path: Path) -> None:
+    repo = copy_fixture("python", tmp_path / "shop")
+    tax = repo / "src/shop/payments/tax.py"
+    saved = tax.read_text()
+    tax.unlink()
+    Indexer(ws, embeddings=False).index(repo)  # checkout.py's `from . import tax` resolves to nothing yet
+
+    class Crash(Exception):
+        pass
+
+    class CrashesBeforeResolving(Indexer):
+        def _resolve_imports(self, repo_id: int, *, everything: bool) -> None:
+            raise Crash  # killed after the new file was committed, before imports were resolved
+
+    tax.write_text(saved)
+    with pytest.raises(Crash):
+        CrashesBeforeResolving(ws, embeddings=False).index(repo)
+    Indexer(ws, embeddings=False).index(repo)  # checkout.py is unchanged, yet its import must now resolve
+    targets = {
+        r[0]
+        for r in ws.store.conn.execute(
+            "SELECT t.path FROM import_edges e JOIN imports i ON i.id = e.import_id JOIN files f ON f.id = i.file_id "
+            "JOIN files t ON t.id = e.target_file_id WHERE f.path = 'src/shop/payments/checkout.py'"
+        )
+    }
+    assert "src/shop/payments/tax.py" in targets

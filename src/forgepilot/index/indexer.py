@@ -13,12 +13,15 @@ Stages, each committing as it goes so a ``kill -9`` anywhere loses at most one b
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import multiprocessing
 import os
 import posixpath
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -180,11 +183,21 @@ class Indexer:
         seen_paths = {entry.path for entry in listed}
         gone = [row for path, row in known.items() if path not in seen_paths]
         # A changed set of files (or of declared packages) can change where any import points: resolve all.
-        # Otherwise only the imports of re-parsed files need resolving.
-        structure_changed = bool(gone)
+        # Otherwise only the imports of re-parsed files need resolving. The flag is stored before the change is
+        # committed, so a run killed in between still resolves everything next time.
+        dirty_key = f"imports_dirty:{repo.id}"
+        structure_changed = store.get_meta(dirty_key) is not None
+
+        def mark_structure_changed() -> None:
+            nonlocal structure_changed
+            if not structure_changed:
+                with store.transaction() as tx:
+                    store.set_meta(tx, dirty_key, "1")
+                structure_changed = True
 
         # Deleted files: derived indexes first (idempotent), then the rows.
         if gone:
+            mark_structure_changed()
             gone_ids = [row.id for row in gone]
             stale = store.chunk_ids_of(gone_ids)
             self.ws.lexical.delete_files(gone_ids)
@@ -203,7 +216,7 @@ class Indexer:
                 report.skip(entry.reason)
                 if row is None or row.status != "skipped" or row.reason != entry.reason:
                     pending.append(entry)
-                    structure_changed = True
+                    mark_structure_changed()
             elif not self._unchanged_by_stat(entry, known, report):
                 to_read.append(entry)
         added_to_lexical: list[int] = []
@@ -214,9 +227,9 @@ class Indexer:
                 pending.append(item)
                 row = known.get(entry.path)
                 if isinstance(item, Skipped) or row is None or row.status != "indexed":
-                    structure_changed = True
+                    mark_structure_changed()
                 elif self._package_changed(row.id, item.syntax.package):
-                    structure_changed = True
+                    mark_structure_changed()
             if len(pending) >= _BATCH_FILES:
                 added_to_lexical += self._write(repo.id, pending, known, report)
                 pending = []
@@ -233,6 +246,9 @@ class Indexer:
         timer = time.perf_counter()
         # Files whose imports are not resolved yet (re-parsed now, or before a crash) carry imports_resolved = 0.
         self._resolve_imports(repo.id, everything=structure_changed)
+        if structure_changed:
+            with store.transaction() as tx:
+                tx.execute("DELETE FROM meta WHERE key = ?", (dirty_key,))
         report.seconds["imports"] = time.perf_counter() - timer
 
         timer = time.perf_counter()
@@ -266,10 +282,12 @@ class Indexer:
         if len(jobs) < _POOL_MIN_FILES or workers < 2:
             yield from (_read_and_parse(*job) for job in jobs)
             return
-        context = multiprocessing.get_context("forkserver")  # never fork a process that runs writer threads
+        # spawn: never fork a process that runs writer threads, and keep workers direct children of this one so
+        # they can be told to die with it (see _worker_init).
+        context = multiprocessing.get_context("spawn")
         done = 0
         try:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
                 for result in pool.map(_read_and_parse_job, jobs, chunksize=4):
                     done += 1
                     yield result
@@ -570,6 +588,19 @@ def _read_and_parse(
     except Exception as exc:  # one bad file must not stop the run: record it and go on
         return Skipped(entry.path, "error", f"{type(exc).__name__}: {exc}", entry.size)
     return _Parsed(entry, sha, text, syntax, chunks, detail)
+
+
+def _worker_init() -> None:
+    """Make a parse worker die with the indexer: a ``kill -9`` of the indexer must not leave workers waiting
+    forever on its queues. Linux only (prctl PR_SET_PDEATHSIG); elsewhere workers exit when their queue closes."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+        if os.getppid() == 1:  # the parent died before the signal was armed
+            os._exit(1)
 
 
 def _read_and_parse_job(job: tuple[str, Candidate, str | None, ScanSettings, int, int]) -> _Result:

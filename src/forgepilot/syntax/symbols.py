@@ -185,7 +185,7 @@ def analyze(source: bytes, language: Language) -> FileSyntax:
 
     defs: dict[int, tuple[Any, Any, str]] = {}  # node id -> (node, name node, kind)
     imports: dict[int, ImportRef] = {}
-    references: dict[tuple[str, str, int], Reference] = {}
+    references: set[tuple[int, str, str]] = set()  # (line, name, kind): plain tuples, references are many
     for _pattern, captures in matches:
         names = captures.get("name")
         for key, nodes in captures.items():
@@ -195,9 +195,10 @@ def analyze(source: bytes, language: Language) -> FileSyntax:
             elif key == "container" and names:
                 defs[nodes[0].id] = (nodes[0], names[0], "container")
             elif key.startswith("reference."):
+                kind = key[10:]
                 for n in nodes:
-                    ref = Reference(_text(n), key.partition(".")[2], n.start_point.row + 1)
-                    references[(ref.name, ref.kind, ref.line)] = ref
+                    name = source[n.start_byte : n.end_byte].decode("utf-8", errors="replace")
+                    references.add((n.start_point.row + 1, name, kind))
             elif key == "package" and result.package is None:
                 result.package = _text(nodes[0])
         for key in ("import", "import.mod"):
@@ -248,5 +249,5 @@ def analyze(source: bytes, language: Language) -> FileSyntax:
         )
     result.symbols.sort(key=lambda s: (s.start_byte, -s.end_byte))
     result.imports = sorted(imports.values(), key=lambda i: (i.line, i.module))
-    result.references = sorted(references.values(), key=lambda r: (r.line, r.name, r.kind))
+    result.references = [Reference(name, kind, line) for line, name, kind in sorted(references)]
     return result
