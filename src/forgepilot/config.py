@@ -65,6 +65,17 @@ class HttpSettings(BaseModel):
     max_retry_after_s: float = 30.0
 
 
+class IndexSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    #: Files larger than this are skipped (recorded as too_large).
+    max_file_bytes: int = Field(default=1 << 20, gt=0)
+    #: A line longer than this marks a file as minified (skipped).
+    max_line_chars: int = Field(default=1000, gt=0)
+    chunk_target: int = Field(default=1500, gt=0)
+    chunk_hard_max: int = Field(default=3000, gt=0)
+
+
 class PriceOverride(BaseModel):
     model_config = {"extra": "forbid"}
 
@@ -81,6 +92,7 @@ class Settings(BaseSettings):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     llama: LlamaSettings = Field(default_factory=LlamaSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
 
     @classmethod

@@ -53,3 +53,11 @@ def test_index_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     (tmp_path / "a.xyz").write_text("?")
     code, _, err = run(capsys, "symbols", str(tmp_path / "a.xyz"))
     assert code == 2 and "no parser for this file type" in err
+
+
+def test_index_limits_come_from_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = shutil.copytree(FIXTURES / "go", tmp_path / "go")
+    (tmp_path / "forgepilot.toml").write_text("[index]\nmax_file_bytes = 200\n", encoding="utf-8")
+    code, out, err = run(capsys, "index", str(repo), "--no-embeddings", "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["skipped"] == {"too_large": 2, "unsupported": 1}  # cart.go, main.go; go.mod

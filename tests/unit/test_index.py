@@ -196,3 +196,23 @@ def test_imports_of_unchanged_files_are_resolved_after_a_crash(ws: Workspace, tm
         )
     }
     assert "src/shop/payments/tax.py" in targets
+
+
+def test_a_lexical_index_with_another_schema_is_rebuilt(ws: Workspace, tmp_path: Path) -> None:
+    import tantivy
+
+    repo = copy_fixture("go", tmp_path / "go")
+    Indexer(ws, embeddings=False).index(repo)
+    ws.close()
+    old = tmp_path / "ws" / "lexical"
+    shutil.rmtree(old)
+    old.mkdir()
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("something_else", stored=True)
+    tantivy.Index(builder.build(), path=str(old))  # what an older release might have left behind
+    reopened = Workspace(tmp_path / "ws")
+    assert reopened.lexical.count() == 0  # opened, not crashed
+    Indexer(reopened, embeddings=False).index(repo)  # nothing changed on disk, yet every chunk is back
+    assert reopened.lexical.count() == reopened.store.conn.execute("SELECT count(*) FROM chunks").fetchone()[0] > 0
+    assert Searcher(reopened).search("Total", 3, vectors=False)
+    reopened.close()

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from forgepilot.cli._common import err, out, print_json, settings
 from forgepilot.errors import UserError
-from forgepilot.index import Filters, Indexer, Searcher, Workspace
+from forgepilot.index import Filters, Indexer, ScanSettings, Searcher, Workspace
 from forgepilot.index.indexer import Progress as ProgressFn
 from forgepilot.syntax import analyze, detect_language
 
@@ -127,7 +127,11 @@ def index(
     if paths == ["status"] and not Path("status").is_dir():
         _status(json_)
         return
-    ws = workspace()
+    s = settings()
+    ws = Workspace(s.state_dir / "index")
+    scan_settings = ScanSettings(max_file_bytes=s.index.max_file_bytes, max_line_chars=s.index.max_line_chars)
+    if s.index.chunk_hard_max < s.index.chunk_target:
+        raise UserError("index.chunk_hard_max is below index.chunk_target", hint="raise chunk_hard_max")
     reports = []
     try:
         for raw in paths:
@@ -135,7 +139,14 @@ def index(
             if not root.is_dir():
                 raise UserError(f"{raw} is not a directory", hint="pass repository folders")
             with stage_progress() as progress:
-                report = Indexer(ws, embeddings=not no_embeddings, progress=progress).index(root)
+                report = Indexer(
+                    ws,
+                    embeddings=not no_embeddings,
+                    scan_settings=scan_settings,
+                    chunk_target=s.index.chunk_target,
+                    chunk_hard_max=s.index.chunk_hard_max,
+                    progress=progress,
+                ).index(root)
             reports.append(report)
             if not json_:
                 skipped = ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items(), key=lambda kv: -kv[1]))

@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import posixpath
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,7 +78,17 @@ class Workspace:
     @property
     def lexical(self) -> LexicalIndex:
         if self._lexical is None:
-            self._lexical = LexicalIndex(self.root / "lexical")
+            directory = self.root / "lexical"
+            try:
+                self._lexical = LexicalIndex(directory)
+            except ValueError as exc:
+                # Written by another version with another schema. It is derived data: drop it and flag every
+                # file so the next index run rebuilds it from SQLite.
+                _log.warning("rebuilding the lexical index (%s)", exc)
+                shutil.rmtree(directory, ignore_errors=True)
+                with self.store.transaction() as tx:
+                    tx.execute("UPDATE files SET lexical_done = 0")
+                self._lexical = LexicalIndex(directory)
         return self._lexical
 
     @property
