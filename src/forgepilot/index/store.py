@@ -227,10 +227,6 @@ class Store:
         rows = self.conn.execute("SELECT * FROM files WHERE repo_id = ?", (repo_id,)).fetchall()
         return {r["path"]: _file_row(r) for r in rows}
 
-    def file(self, repo_id: int, path: str) -> FileRow | None:
-        row = self.conn.execute("SELECT * FROM files WHERE repo_id = ? AND path = ?", (repo_id, path)).fetchone()
-        return None if row is None else _file_row(row)
-
     def chunk_ids_of(self, file_ids: Iterable[int]) -> list[int]:
         ids = list(file_ids)
         out: list[int] = []

@@ -86,12 +86,17 @@ def parser_for(grammar: str) -> Any:
     return parsers[grammar]
 
 
+# Grammars whose node types are a superset of another's use its query file (TSX is TypeScript plus JSX).
+_SHARED_QUERIES = {"tsx": "typescript"}
+
+
 @cache
 def tags_query(grammar: str) -> Any:
     """The compiled tags query for a grammar (queries are immutable and shareable across threads)."""
     import tree_sitter
 
-    source = files("forgepilot.syntax").joinpath("queries", f"{grammar}.scm").read_text(encoding="utf-8")
+    name = _SHARED_QUERIES.get(grammar, grammar)
+    source = files("forgepilot.syntax").joinpath("queries", f"{name}.scm").read_text(encoding="utf-8")
     return tree_sitter.Query(_pack().get_language(grammar), source)
 
 
