@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.markup import escape
@@ -23,6 +23,7 @@ from rich.table import Table
 from forgepilot.cli._common import err, out, print_json, settings
 from forgepilot.errors import UserError
 from forgepilot.index import Filters, Indexer, ScanSettings, Searcher, Workspace
+from forgepilot.index.search import Mode
 from forgepilot.index.indexer import Progress as ProgressFn
 from forgepilot.syntax import analyze, detect_language
 
@@ -187,7 +188,7 @@ def search(
     if mode not in ("hybrid", "lexical", "vector", "symbol"):
         raise UserError(f"unknown search mode {mode!r}", hint="use hybrid, lexical, vector, symbol or path")
     has_vectors = ws.store.conn.execute("SELECT 1 FROM chunk_vectors LIMIT 1").fetchone() is not None
-    hits = searcher.search(query, limit, filters, mode=mode, vectors=has_vectors)  # type: ignore[arg-type]
+    hits = searcher.search(query, limit, filters, mode=cast(Mode, mode), vectors=has_vectors)
     if json_:
         print_json(hits)
         return
