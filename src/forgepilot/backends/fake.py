@@ -20,6 +20,7 @@ from forgepilot.backends.base import (
     Completion,
     CompletionChunk,
     CompletionRequest,
+    FinishReason,
     Stopwatch,
     Usage,
     collect,
@@ -93,7 +94,7 @@ class FakeBackend(Backend):
         if stopped_early:
             text = text[:cut]
         pieces = fake_tokens(text)
-        finish = "stop"
+        finish: FinishReason = "stop"
         if len(pieces) > max_tokens:
             pieces, finish = pieces[:max_tokens], "length"
         emitted = 0
@@ -106,7 +107,7 @@ class FakeBackend(Backend):
             emitted += 1
             yield CompletionChunk(text=piece)
         usage = Usage(prompt_tokens=len(fake_tokens(prompt)), completion_tokens=emitted)
-        yield CompletionChunk(text="", finish_reason=finish, usage=usage)  # type: ignore[arg-type]
+        yield CompletionChunk(text="", finish_reason=finish, usage=usage)
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[CompletionChunk]:
         stop = (*request.stop, *self.template.stop)

@@ -23,8 +23,8 @@ from rich.table import Table
 from forgepilot.cli._common import err, out, print_json, settings
 from forgepilot.errors import UserError
 from forgepilot.index import Filters, Indexer, ScanSettings, Searcher, Workspace
-from forgepilot.index.search import Mode
 from forgepilot.index.indexer import Progress as ProgressFn
+from forgepilot.index.search import Mode
 from forgepilot.syntax import analyze, detect_language
 
 
