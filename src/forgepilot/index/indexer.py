@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forgepilot.errors import UserError
 from forgepilot.index.lexical import LexicalDoc, LexicalIndex
 from forgepilot.index.scan import Candidate, ScanSettings, Skipped, content_skip, scan
 from forgepilot.index.store import Store
@@ -179,8 +180,6 @@ class Indexer:
     def index(self, root: Path, name: str | None = None) -> IndexReport:
         root = root.resolve()
         if not root.is_dir():
-            from forgepilot.errors import UserError
-
             raise UserError(f"{root} is not a directory", hint="index a repository folder")
         store = self.ws.store
         repo = store.ensure_repository(str(root), name or root.name)
@@ -231,15 +230,16 @@ class Indexer:
             elif not self._unchanged_by_stat(entry, known, report):
                 to_read.append(entry)
         added_to_lexical: list[int] = []
+        touched: list[tuple[int, int, int]] = []  # (mtime_ns, size, file id) of files touched, not changed
         results = self._read_all(root, to_read, known)
         for done, (entry, result) in enumerate(zip(to_read, results, strict=True), start=1):
-            item = self._apply(entry, result, known, report)
+            item = self._apply(entry, result, known, report, touched)
             if item is not None:
                 pending.append(item)
                 row = known.get(entry.path)
                 if isinstance(item, Skipped) or row is None or row.status != "indexed":
                     mark_structure_changed()
-                elif self._package_changed(row.id, item.syntax.package):
+                elif row.package != item.syntax.package:
                     mark_structure_changed()
             if len(pending) >= _BATCH_FILES:
                 added_to_lexical += self._write(repo.id, pending, known, report)
@@ -248,6 +248,9 @@ class Indexer:
                 self.progress("parse", done, len(to_read))
         if pending:
             added_to_lexical += self._write(repo.id, pending, known, report)
+        if touched:  # one transaction for all (a checkout can touch every file); lost in a crash, it is redone
+            with store.transaction() as tx:
+                tx.executemany("UPDATE files SET mtime_ns = ?, size = ? WHERE id = ?", touched)
         report.seconds["parse"] = time.perf_counter() - timer
 
         timer = time.perf_counter()
@@ -308,17 +311,21 @@ class Indexer:
             yield from (_read_and_parse(*job) for job in jobs[done:])
 
     def _apply(
-        self, entry: Candidate, result: _Result, known: dict[str, Any], report: IndexReport
+        self,
+        entry: Candidate,
+        result: _Result,
+        known: dict[str, Any],
+        report: IndexReport,
+        touched: list[tuple[int, int, int]],
     ) -> _Parsed | Skipped | None:
         row = known.get(entry.path)
         if isinstance(result, _Same):
-            # Touched, not changed: keep everything, remember the new mtime.
+            # Touched, not changed: keep everything, remember the new mtime (written in one batch later).
             assert row is not None
             if row.status == "skipped" and row.reason:
                 report.skip(row.reason)
             report.unchanged += row.status == "indexed"
-            with self.ws.store.transaction() as tx:
-                tx.execute("UPDATE files SET mtime_ns = ?, size = ? WHERE id = ?", (entry.mtime_ns, entry.size, row.id))
+            touched.append((entry.mtime_ns, entry.size, row.id))
             return None
         if isinstance(result, Skipped):
             report.skip(result.reason)
@@ -479,10 +486,6 @@ class Indexer:
 
     # -- imports ------------------------------------------------------------------------------------------------
 
-    def _package_changed(self, file_id: int, package: str | None) -> bool:
-        row = self.ws.store.conn.execute("SELECT package FROM files WHERE id = ?", (file_id,)).fetchone()
-        return row is None or row[0] != package
-
     def _resolve_imports(self, repo_id: int, *, everything: bool) -> None:
         """Point imports at the files they name: all of the repository's, or those of files not resolved yet."""
         store = self.ws.store
@@ -534,6 +537,9 @@ class Indexer:
             "WHERE files.repo_id = ? AND chunk_vectors.chunk_id IS NULL ORDER BY chunks.id",
             (repo_id,),
         ).fetchall()
+        import numpy as np
+
+        # Loaded even with nothing to embed: a stale saved index is rebuilt here and saved by save_vectors().
         vectors = self.ws.vectors
         done = 0
         for start in range(0, len(todo), _EMBED_BATCH):
@@ -547,8 +553,6 @@ class Indexer:
                     [(r["id"], Embedder.name, matrix[i].tobytes()) for i, r in enumerate(batch)],
                 )
                 store.set_meta(tx, "vector_generation", str(generation))
-            import numpy as np
-
             vectors.add(np.asarray([r["id"] for r in batch], dtype="int64"), matrix)
             done += len(batch)
             self.progress("embed", done, len(todo))

@@ -177,7 +177,7 @@ def scan(root: Path, settings: ScanSettings | None = None) -> Iterator[Candidate
 
 def content_skip(data: bytes, settings: ScanSettings) -> tuple[str, str] | None:
     """Why a file's content should not be indexed (binary, minified, generated), or None."""
-    if b"\0" in data[:8192] or b"\0" in data:
+    if b"\0" in data:
         return "binary", "contains NUL bytes"
     # A generator says so in a comment at the top; the same words in code further down mean nothing.
     for line in data[:4096].split(b"\n")[:10]:

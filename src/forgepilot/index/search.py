@@ -145,10 +145,11 @@ class Searcher:
             "SELECT repositories.name, files.path FROM files JOIN repositories ON repositories.id = repo_id "
             "WHERE status = 'indexed'"
         )
-        rows = self.ws.store.conn.execute(sql).fetchall()
+        params: list[object] = []
         if repo_ids:
-            allowed = {r.name for r in self.ws.store.repositories() if r.id in repo_ids}
-            rows = [r for r in rows if r[0] in allowed]
+            sql += " AND repo_id IN ({})".format(",".join("?" * len(repo_ids)))
+            params += repo_ids
+        rows = self.ws.store.conn.execute(sql, params).fetchall()
         choices = [r[1] for r in rows]
         matches = process.extract(query, choices, scorer=fuzz.WRatio, limit=limit)
         return [(rows[i][0], path, float(score)) for path, score, i in matches]

@@ -118,6 +118,7 @@ class FileRow:
     status: str
     reason: str | None
     detail: str | None
+    package: str | None
     lexical_done: bool
 
 
@@ -264,5 +265,6 @@ def _file_row(r: sqlite3.Row) -> FileRow:
         status=r["status"],
         reason=r["reason"],
         detail=r["detail"],
+        package=r["package"],
         lexical_done=bool(r["lexical_done"]),
     )

@@ -80,9 +80,6 @@ class _Chunker:
         self.hard_max = hard_max
         self.spans: list[tuple[int, int, str | None]] = []  # (start, end, context)
 
-    def size(self, start: int, end: int) -> int:
-        return end - start
-
     def emit(self, start: int, end: int, context: str | None) -> None:
         if end > start:
             self.spans.append((start, end, context))
