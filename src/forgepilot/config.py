@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -84,6 +84,62 @@ class PriceOverride(BaseModel):
     cached_input_per_mtok: float | None = None
 
 
+class ContextSettings(BaseModel):
+    """What the context engine may put in front of the model, and how the token budget is split."""
+
+    model_config = {"extra": "forbid"}
+
+    #: Tokens for the whole prompt; None uses the model's context window minus the completion's max tokens.
+    max_prompt_tokens: int | None = Field(default=1536, gt=0)
+    #: Share of the budget for the text after the cursor (the rest goes to the prefix and snippets).
+    suffix_share: float = Field(default=0.15, ge=0.0, le=0.9)
+    #: Share of the budget the snippets (related, similar, retrieved) may take at most.
+    snippet_share: float = Field(default=0.5, ge=0.0, le=0.9)
+    similar: bool = True
+    similar_window_lines: int = Field(default=60, gt=0)
+    similar_max_files: int = Field(default=20, ge=0)
+    similar_top: int = Field(default=4, ge=0)
+    #: Windows less similar than this (Jaccard) are not worth their tokens.
+    similar_min_score: float = Field(default=0.05, ge=0.0, le=1.0)
+    related: bool = True
+    related_max: int = Field(default=8, ge=0)
+    #: A related definition's body is included when it has at most this many lines (else signature and doc).
+    related_body_max_lines: int = Field(default=30, ge=0)
+    retrieved: bool = True
+    retrieved_top: int = Field(default=3, ge=0)
+    #: Query embeddings cost ~10-20 ms on a CPU: completions retrieve lexically; ask-the-codebase uses vectors too.
+    retrieved_vectors: bool = False
+
+
+class AssistSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    #: Model per tier; None means ``default_model``. ``large``: explain/refactor/document/ask; ``fast``:
+    #: completion/tests/review/commit; ``embed``: embeddings (``local:all-minilm-l6-v2`` is the embedded one).
+    large: str | None = None
+    fast: str | None = None
+    embed: str = "local:all-minilm-l6-v2"
+    cache_entries: int = Field(default=512, ge=0)
+    inline_max_tokens: int = Field(default=48, gt=0)
+    block_max_tokens: int = Field(default=256, gt=0)
+    block_max_lines: int = Field(default=40, gt=0)
+    chat_max_tokens: int = Field(default=768, gt=0)
+
+
+class GatewaySettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    #: "auto": API keys required when bound beyond loopback; "on" / "off" force it.
+    auth: Literal["auto", "on", "off"] = "auto"
+    max_request_bytes: int = Field(default=4 << 20, gt=0)
+    #: Requests per minute per API key (or per client address without auth); 0 disables the limit.
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    #: Seconds a client is told to wait (Retry-After) when the model backend is down.
+    retry_after_s: int = Field(default=5, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FORGEPILOT_", env_nested_delimiter="__", extra="forbid")
 
@@ -94,6 +150,9 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
+    context: ContextSettings = Field(default_factory=ContextSettings)
+    assist: AssistSettings = Field(default_factory=AssistSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @classmethod
     def settings_customise_sources(

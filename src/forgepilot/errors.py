@@ -63,6 +63,18 @@ class UnknownModelFamily(ConfigError):
         self.family = family
 
 
+class UnknownModel(ConfigError):
+    """A model name that is neither embedded nor declared; ``known`` lists the names that would work."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(
+            f"unknown model {name!r}",
+            hint=f'use one of: {", ".join(known)}, or declare it under [models."{name}"] with its family',
+        )
+        self.name = name
+        self.known = known
+
+
 class MissingExtra(ConfigError):
     def __init__(self, module: str, extra: str) -> None:
         super().__init__(

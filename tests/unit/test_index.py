@@ -135,7 +135,7 @@ def test_migrations_are_recorded_once(ws: Workspace) -> None:
 
     versions = [r[0] for r in ws.store.conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
     assert versions == [m[0] for m in MIGRATIONS]
-    assert migrate(ws.store.conn) == []
+    assert migrate(ws.store.conn, MIGRATIONS) == []
     assert ws.store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

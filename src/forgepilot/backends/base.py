@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -170,8 +170,20 @@ class Backend(abc.ABC):
     async def count_tokens(self, text: str) -> int:
         return len(await self.tokenize(text))
 
+    def token_counter(self) -> Callable[[str], int]:
+        """A fast synchronous token count for budgeting prompts (context assembly calls it many times).
+
+        Backends with a local tokenizer return the exact count; remote ones an estimate of ~3.5 characters per
+        token (code tokenizers average 3-4), so a budget is never spent on a network round trip per snippet.
+        """
+        return estimate_tokens
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op for backends holding nothing
         """Release connections or model handles held by this backend object."""
+
+
+def estimate_tokens(text: str) -> int:
+    return -(-len(text) * 2 // 7)
 
 
 class Pricer(Protocol):

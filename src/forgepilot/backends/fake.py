@@ -135,6 +135,9 @@ class FakeBackend(Backend):
     async def chat(self, request: ChatRequest) -> Completion:
         return await collect(self.stream_chat(request), self.name, Stopwatch(), builtin_price_table())
 
+    def token_counter(self) -> Callable[[str], int]:
+        return lambda text: len(fake_tokens(text))
+
     async def tokenize(self, text: str) -> list[int]:
         return [zlib.crc32(piece.encode("utf-8")) & 0x7FFFFFFF for piece in fake_tokens(text)]
 

@@ -404,6 +404,10 @@ class LlamaCppBackend(Backend):
     async def tokenize(self, text: str) -> list[int]:
         return await asyncio.to_thread(self.host.tokenize_text, text)
 
+    def token_counter(self) -> Callable[[str], int]:
+        host = self.host  # tokenization reads only the vocabulary: safe beside a generation on the worker
+        return lambda text: len(host.tokenize_text(text))
+
     def vocab_token_ids(self, text: str) -> list[int]:
         """How the model's vocabulary tokenizes ``text`` when control tokens are allowed (for template checks)."""
         return self.host.tokenize_special(text)

@@ -19,7 +19,7 @@ from forgepilot.backends.openai_http import OpenAICompatibleBackend
 from forgepilot.backends.pricing import builtin_price_table
 from forgepilot.backends.providers import provider_profile
 from forgepilot.config import ModelConfig, Settings
-from forgepilot.errors import ConfigError
+from forgepilot.errors import ConfigError, UnknownModel
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,7 @@ def open_backend(
             )
         if provider == "fake":
             return FakeBackend(name)
-        raise ConfigError(
-            f"unknown model {name!r}",
-            hint=f'declare it under [models."{name}"] with its family, or use one of: '
-            + ", ".join(m.name for m in EMBEDDED_MODELS.values()),
-        )
+        raise UnknownModel(name, [m.name for m in list_models(settings)])
     return _configured_backend(name, cfg, settings, client=client, progress=progress)
 
 

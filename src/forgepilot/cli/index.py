@@ -21,8 +21,9 @@ from rich.progress import (
 from rich.table import Table
 
 from forgepilot.cli._common import err, out, print_json, settings
+from forgepilot.config import Settings
 from forgepilot.errors import UserError
-from forgepilot.index import Filters, Indexer, ScanSettings, Searcher, Workspace
+from forgepilot.index import Filters, Indexer, IndexReport, ScanSettings, Searcher, Workspace
 from forgepilot.index.indexer import Progress as ProgressFn
 from forgepilot.index.search import Mode
 from forgepilot.syntax import analyze, detect_language
@@ -119,6 +120,38 @@ def _status(json_: bool) -> None:
             out.print(f"  ... and {len(problems) - 50} more (--json for all)")
 
 
+def index_paths(ws: Workspace, s: Settings, paths: list[str], *, embeddings: bool, quiet: bool) -> list[IndexReport]:
+    """Index each folder of ``paths`` into ``ws`` with progress bars, reporting each run unless ``quiet``."""
+    scan_settings = ScanSettings(max_file_bytes=s.index.max_file_bytes, max_line_chars=s.index.max_line_chars)
+    if s.index.chunk_hard_max < s.index.chunk_target:
+        raise UserError("index.chunk_hard_max is below index.chunk_target", hint="raise chunk_hard_max")
+    reports = []
+    for raw in paths:
+        root = Path(raw)
+        if not root.is_dir():
+            raise UserError(f"{raw} is not a directory", hint="pass repository folders")
+        with stage_progress() as progress:
+            report = Indexer(
+                ws,
+                embeddings=embeddings,
+                scan_settings=scan_settings,
+                chunk_target=s.index.chunk_target,
+                chunk_hard_max=s.index.chunk_hard_max,
+                progress=progress,
+            ).index(root)
+        reports.append(report)
+        if not quiet:
+            skipped = ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items(), key=lambda kv: -kv[1]))
+            err.print(
+                f"[green]indexed[/] {escape(report.repository)}: {report.parsed} parsed, {report.unchanged} "
+                f"unchanged, {report.deleted} removed, {report.chunks_written} chunks, {report.embedded} "
+                f"embedded" + (f"; skipped {skipped}" if skipped else "")
+            )
+            for path, error in report.errors:
+                err.print(f"  [yellow]failed[/] {escape(path)}: {escape(error)}")
+    return reports
+
+
 def index(
     paths: Annotated[list[str], typer.Argument(help="Repository folders to index, or the word 'status'.")],
     no_embeddings: Annotated[bool, typer.Option("--no-embeddings", help="Skip the vector stage.")] = False,
@@ -130,34 +163,8 @@ def index(
         return
     s = settings()
     ws = Workspace(s.state_dir / "index")
-    scan_settings = ScanSettings(max_file_bytes=s.index.max_file_bytes, max_line_chars=s.index.max_line_chars)
-    if s.index.chunk_hard_max < s.index.chunk_target:
-        raise UserError("index.chunk_hard_max is below index.chunk_target", hint="raise chunk_hard_max")
-    reports = []
     try:
-        for raw in paths:
-            root = Path(raw)
-            if not root.is_dir():
-                raise UserError(f"{raw} is not a directory", hint="pass repository folders")
-            with stage_progress() as progress:
-                report = Indexer(
-                    ws,
-                    embeddings=not no_embeddings,
-                    scan_settings=scan_settings,
-                    chunk_target=s.index.chunk_target,
-                    chunk_hard_max=s.index.chunk_hard_max,
-                    progress=progress,
-                ).index(root)
-            reports.append(report)
-            if not json_:
-                skipped = ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items(), key=lambda kv: -kv[1]))
-                err.print(
-                    f"[green]indexed[/] {escape(report.repository)}: {report.parsed} parsed, {report.unchanged} "
-                    f"unchanged, {report.deleted} removed, {report.chunks_written} chunks, {report.embedded} "
-                    f"embedded" + (f"; skipped {skipped}" if skipped else "")
-                )
-                for path, error in report.errors:
-                    err.print(f"  [yellow]failed[/] {escape(path)}: {escape(error)}")
+        reports = index_paths(ws, s, paths, embeddings=not no_embeddings, quiet=json_)
     finally:
         ws.close()
     if json_:

@@ -131,7 +131,11 @@ class Repository:
     indexed_at: float | None
 
 
-def connect(path: Path) -> sqlite3.Connection:
+Migration = tuple[int, str, str]
+
+
+def connect(path: Path, migrations: Sequence[Migration] | None = None) -> sqlite3.Connection:
+    """A WAL-mode connection to the database at ``path`` with ``migrations`` (default: the index's) applied."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
@@ -139,11 +143,11 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; a crash loses at most the last commits
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: bulk inserts touch many index pages
-    migrate(conn)
+    migrate(conn, MIGRATIONS if migrations is None else migrations)
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> list[int]:
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[int]:
     """Apply pending migrations in order, each in its own transaction; returns the versions applied."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
@@ -151,7 +155,7 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
     )
     done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
     applied = []
-    for version, name, sql in MIGRATIONS:
+    for version, name, sql in migrations:
         if version in done:
             continue
         conn.execute("BEGIN IMMEDIATE")

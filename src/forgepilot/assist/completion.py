@@ -1,0 +1,236 @@
+"""Code completion at a cursor: context, prompt, model, post-processing, cache, with the *why* of every answer.
+
+One call runs the serving path used by the gateway, the LSP server, the CLI and the evaluation harness alike:
+context assembled within the serving model's token budget, rendered for its family, completed, post-processed.
+The result names the context sources used, the per-stage timings and, when it returns nothing, a reason code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from forgepilot.assist.models import ModelPool
+from forgepilot.assist.postprocess import Mode, infer_mode, postprocess
+from forgepilot.backends.base import Backend, CancelToken, CompletionRequest, Usage
+from forgepilot.backends.fim import FimTemplate, fim_template
+from forgepilot.config import AssistSettings
+from forgepilot.context import ContextBuilder, Document, OpenFile, Snippet
+from forgepilot.errors import Cancelled
+
+_TEMPLATE_ATTR = "template"
+
+
+@dataclass(frozen=True)
+class CompletionInput:
+    document: Document
+    recent: Sequence[OpenFile] = ()
+    mode: Mode | None = None  # None: inferred from the cursor
+    model: str | None = None  # None: the ``fast`` tier
+    max_tokens: int | None = None
+    temperature: float = 0.0
+    context: bool = True
+    use_cache: bool = True
+
+
+@dataclass
+class AssistCompletion:
+    text: str
+    mode: Mode
+    model: str
+    #: Why ``text`` is empty (None when it is not): empty_generation, repeats_suffix, breaks_parse, ...
+    reason: str | None
+    snippets: list[Snippet]
+    #: Seconds per stage: context, render, first_token, model, postprocess, total.
+    timings: dict[str, float]
+    usage: Usage
+    template: dict[str, str]
+    format: str
+    cached: bool = False
+    steps: list[str] = field(default_factory=list)
+    raw_text: str = ""
+    finish_reason: str = "stop"
+    context_tokens: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def why(self) -> dict[str, Any]:
+        """The explanation a client can show: sources used, timings, post-processing, template."""
+        return {
+            "mode": self.mode,
+            "format": self.format,
+            "reason": self.reason,
+            "cached": self.cached,
+            "sources": [
+                {
+                    "source": s.source,
+                    "path": s.path,
+                    "start_line": s.start_line,
+                    "end_line": s.end_line,
+                    "score": s.score,
+                    **({"label": s.label} if s.label else {}),
+                }
+                for s in self.snippets
+            ],
+            "tokens": self.context_tokens,
+            "dropped": self.dropped,
+            "postprocess": self.steps,
+            "timings_ms": {k: round(v * 1000, 3) for k, v in self.timings.items()},
+            **self.template,
+        }
+
+
+def backend_template(backend: Backend) -> FimTemplate:
+    """The FIM template a backend renders with (every built-in backend has one; others count as plain)."""
+    template = getattr(backend, _TEMPLATE_ATTR, None)
+    return template if isinstance(template, FimTemplate) else fim_template("plain")
+
+
+class CompletionCache:
+    """An LRU of finished completions keyed by model, mode and the hashes of prefix and suffix."""
+
+    def __init__(self, entries: int) -> None:
+        self.entries = entries
+        self._items: OrderedDict[str, AssistCompletion] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(model: str, mode: str, prefix: str, suffix: str, max_tokens: int) -> str:
+        h = hashlib.blake2b(digest_size=16)
+        for part in (model, mode, str(max_tokens), prefix, "\x00", suffix):
+            h.update(part.encode("utf-8", "surrogatepass"))
+        return h.hexdigest()
+
+    def get(self, key: str) -> AssistCompletion | None:
+        found = self._items.get(key)
+        if found is None:
+            self.misses += 1
+            return None
+        self._items.move_to_end(key)
+        self.hits += 1
+        return found
+
+    def put(self, key: str, value: AssistCompletion) -> None:
+        if self.entries <= 0:
+            return
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.entries:
+            self._items.popitem(last=False)
+
+
+class CompletionService:
+    def __init__(self, models: ModelPool, builder: ContextBuilder, settings: AssistSettings | None = None) -> None:
+        self.models = models
+        self.builder = builder
+        self.settings = settings or AssistSettings()
+        self.cache = CompletionCache(self.settings.cache_entries)
+
+    async def complete(self, request: CompletionInput, cancel: CancelToken | None = None) -> AssistCompletion:
+        started = time.perf_counter()
+        doc = request.document
+        name = request.model or self.models.tier_model("fast")
+        backend = self.models.get(name)
+        template = backend_template(backend)
+        mode = request.mode or infer_mode(doc.prefix, doc.suffix, doc.language)
+        s = self.settings
+        max_tokens = request.max_tokens or (s.inline_max_tokens if mode == "inline" else s.block_max_tokens)
+        cache_key = None
+        if request.use_cache and request.temperature == 0.0:
+            cache_key = CompletionCache.key(backend.name, mode, doc.prefix, doc.suffix, max_tokens)
+            hit = self.cache.get(cache_key)
+            if hit is not None:
+                total = time.perf_counter() - started
+                return _replace_timings(hit, {"total": total, "cache": total})
+
+        t = time.perf_counter()
+        ctx = self.builder.build(
+            doc,
+            template=template,
+            count=backend.token_counter(),
+            max_context=backend.max_context,
+            max_tokens=max_tokens,
+            recent=request.recent,
+            enabled=request.context,
+        )
+        context_s = time.perf_counter() - t - ctx.seconds.get("render", 0.0)
+        stop = ("\n",) if mode == "inline" and doc.prefix.rpartition("\n")[2].strip() else ()
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled("completion cancelled before the model was called")
+        t = time.perf_counter()
+        result = await backend.complete(
+            CompletionRequest(
+                prompt=ctx.prompt,
+                suffix=ctx.suffix,
+                raw=ctx.raw,
+                max_tokens=max_tokens,
+                temperature=request.temperature,
+                stop=stop,
+                cancel=cancel,
+            )
+        )
+        model_s = time.perf_counter() - t
+        if result.finish_reason == "cancelled":
+            raise Cancelled("completion cancelled")
+        t = time.perf_counter()
+        processed = postprocess(
+            result.text,
+            prefix=doc.prefix,
+            suffix=doc.suffix,
+            mode=mode,
+            language=doc.language,
+            max_lines=1 if mode == "inline" else s.block_max_lines,
+        )
+        post_s = time.perf_counter() - t
+        timings = {
+            "context": context_s,
+            "render": ctx.seconds.get("render", 0.0),
+            "first_token": result.timings.first_token_s if result.timings.first_token_s is not None else model_s,
+            "model": model_s,
+            "postprocess": post_s,
+            "total": time.perf_counter() - started,
+        }
+        timings.update({f"context.{k}": v for k, v in ctx.seconds.items() if k != "render"})
+        out = AssistCompletion(
+            text=processed.text,
+            mode=mode,
+            model=backend.name,
+            reason=processed.reason,
+            snippets=ctx.snippets,
+            timings=timings,
+            usage=result.usage,
+            template=ctx.template,
+            format=ctx.format,
+            steps=processed.steps,
+            raw_text=result.text,
+            finish_reason=result.finish_reason,
+            context_tokens=ctx.tokens,
+            dropped=ctx.dropped,
+        )
+        if cache_key is not None:
+            self.cache.put(cache_key, out)
+        return out
+
+
+def _replace_timings(hit: AssistCompletion, timings: dict[str, float]) -> AssistCompletion:
+    return AssistCompletion(
+        text=hit.text,
+        mode=hit.mode,
+        model=hit.model,
+        reason=hit.reason,
+        snippets=hit.snippets,
+        timings=timings,
+        usage=Usage(),
+        template=hit.template,
+        format=hit.format,
+        cached=True,
+        steps=hit.steps,
+        raw_text=hit.raw_text,
+        finish_reason=hit.finish_reason,
+        context_tokens=hit.context_tokens,
+        dropped=hit.dropped,
+    )

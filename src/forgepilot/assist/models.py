@@ -1,0 +1,102 @@
+"""Which model serves which task: named models opened once and shared, and the three tiers of SPEC section 1.
+
+``large`` serves explain / refactor / document / ask, ``fast`` serves completion / tests / review / commit, and
+``embed`` serves embeddings. Each tier names a model from settings (``[assist]``), defaulting to the default model;
+``local:all-minilm-l6-v2`` is the embedded sentence-embedding model the index uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from forgepilot.backends.base import Backend, Completion, CompletionRequest
+from forgepilot.backends.resolve import list_models, open_backend
+from forgepilot.config import Settings
+from forgepilot.errors import NotSupported, UnknownModel
+
+Tier = Literal["large", "fast", "embed"]
+LOCAL_EMBEDDER = "local:all-minilm-l6-v2"
+
+TASK_TIERS: dict[str, Tier] = {
+    "complete": "fast",
+    "explain": "large",
+    "refactor": "large",
+    "document": "large",
+    "ask": "large",
+    "tests": "fast",
+    "review": "fast",
+    "commit": "fast",
+}
+
+
+class LocalEmbeddingBackend(Backend):
+    """The index's embedded all-MiniLM-L6-v2 served as a model (embeddings only)."""
+
+    can_embed = True
+    max_context = 256
+
+    def __init__(self, name: str = LOCAL_EMBEDDER) -> None:
+        super().__init__(name)
+        from forgepilot.index.vectors import Embedder
+
+        self._embedder = Embedder()
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        raise NotSupported(self.name, "completion (it is an embedding model)")
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors = await asyncio.to_thread(self._embedder.encode, list(texts))
+        return [[float(x) for x in row] for row in vectors]
+
+
+class ModelPool:
+    """Backends by name, opened on first use and kept; ``preset`` backends (tests, benchmarks) are used as given."""
+
+    def __init__(self, settings: Settings, preset: Mapping[str, Backend] | None = None) -> None:
+        self.settings = settings
+        self._backends: dict[str, Backend] = dict(preset or {})
+        self._preset = set(self._backends)
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        """Every model a request may name, in a stable order."""
+        names = list(self._preset)
+        names += [m.name for m in list_models(self.settings) if m.name not in names]
+        if LOCAL_EMBEDDER not in names:
+            names.append(LOCAL_EMBEDDER)
+        return names
+
+    def tier_model(self, tier: Tier) -> str:
+        a = self.settings.assist
+        chosen = {"large": a.large, "fast": a.fast, "embed": a.embed}[tier]
+        return chosen or self.settings.default_model
+
+    def for_task(self, task: str) -> Backend:
+        return self.get(self.tier_model(TASK_TIERS.get(task, "large")))
+
+    def get(self, name: str | None = None) -> Backend:
+        name = name or self.settings.default_model
+        with self._lock:
+            found = self._backends.get(name)
+            if found is not None:
+                return found
+            if name == LOCAL_EMBEDDER:
+                backend: Backend = LocalEmbeddingBackend()
+            else:
+                self.ensure_known(name)
+                backend = open_backend(name, self.settings)
+            self._backends[name] = backend
+            return backend
+
+    def ensure_known(self, name: str) -> None:
+        """Raise ``UnknownModel`` (listing the known ones) unless ``name`` can be opened."""
+        if name not in self.names() and name not in self.settings.models:
+            raise UnknownModel(name, self.names())
+
+    async def aclose(self) -> None:
+        for name, backend in list(self._backends.items()):
+            if name not in self._preset:
+                await backend.aclose()

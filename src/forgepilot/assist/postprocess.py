@@ -1,0 +1,226 @@
+"""Turn a raw model completion into text an editor can insert: the right extent, no repeats, never a parse break.
+
+Modes (SPEC section 1): *inline* completes the rest of the current line; *in-block* the rest of the current block
+(a function body); *after-block* writes the next definition. The mode is explicit or inferred from the cursor.
+Each step that changes the text is named in ``Processed.steps``; an empty result carries a reason code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from forgepilot.syntax.languages import Language, parse
+
+Mode = Literal["inline", "in-block", "after-block"]
+MODES: tuple[Mode, ...] = ("inline", "in-block", "after-block")
+
+_OPENERS = ("{", "(", "[")
+_CLOSERS = {"}": "{", ")": "(", "]": "["}
+_STRING = re.compile(r"\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'|`(?:\\.|[^`\\])*`")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _indent_based(language: Language | None) -> bool:
+    return language is not None and language.name == "python"
+
+
+def _opens_block(line: str, language: Language | None) -> bool:
+    stripped = line.rstrip()
+    if _indent_based(language):
+        return stripped.endswith(":") and not stripped.lstrip().startswith("#")
+    return stripped.endswith("{")
+
+
+def infer_mode(prefix: str, suffix: str, language: Language | None) -> Mode:
+    """The mode a cursor implies: text on its line makes it inline, a blank line in a body in-block, else after."""
+    line_before = prefix.rpartition("\n")[2]
+    line_after = suffix.partition("\n")[0]
+    if line_after.strip():
+        return "inline"
+    if line_before.strip():
+        return "in-block" if _opens_block(line_before, language) else "inline"
+    previous = next((ln for ln in reversed(prefix.split("\n")[:-1]) if ln.strip()), "")
+    if not previous:
+        return "after-block"
+    if _opens_block(previous, language):
+        return "in-block"
+    cursor_indent = len(line_before)
+    if not _indent_based(language) and previous.strip() in ("}", "};", "},") and cursor_indent <= _indent(previous):
+        return "after-block"
+    if _indent_based(language) and _indent(previous) > cursor_indent:
+        return "after-block"
+    return "in-block" if cursor_indent > 0 else "after-block"
+
+
+@dataclass
+class Processed:
+    text: str
+    steps: list[str] = field(default_factory=list)
+    #: Why the text is empty (None when it is not): empty_generation, repeats_suffix, breaks_parse, ...
+    reason: str | None = None
+
+
+def _bracket_depths(text: str) -> list[int]:
+    """The bracket depth after each line of ``text`` (strings skipped), relative to its start."""
+    depth = 0
+    out = []
+    for line in text.split("\n"):
+        code = _STRING.sub("", line)
+        for ch in code:
+            if ch in _OPENERS:
+                depth += 1
+            elif ch in _CLOSERS:
+                depth -= 1
+        out.append(depth)
+    return out
+
+
+def _cut_block_end(text: str, body_indent: int, language: Language | None) -> tuple[str, bool]:
+    """Cut where the completion leaves the block it started in (dedent, or the bracket that closes it)."""
+    lines = text.split("\n")
+    if _indent_based(language):
+        for i, line in enumerate(lines):
+            if i == 0:
+                continue
+            if line.strip() and _indent(line) < body_indent:
+                return "\n".join(lines[:i]), True
+        return text, False
+    depth = 0
+    for i, line in enumerate(lines):
+        code = _STRING.sub("", line)
+        for ch in code:
+            if ch in _OPENERS:
+                depth += 1
+            elif ch in _CLOSERS:
+                depth -= 1
+                if depth < 0:
+                    # The enclosing block closes here: keep what comes before the closing bracket on this line.
+                    head = line[: line.index(ch)] if ch in line else ""
+                    kept = lines[:i] + ([head] if head.strip() else [])
+                    return "\n".join(kept), True
+    return text, False
+
+
+def _cut_after_first_block(text: str, base_indent: int, language: Language | None) -> tuple[str, bool]:
+    """Keep the first complete definition of an after-block completion and drop what follows it."""
+    lines = text.split("\n")
+    if _indent_based(language):
+        seen_body = False
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            if _indent(line) > base_indent:
+                seen_body = True
+            elif seen_body and not line.lstrip().startswith(("@", ")", "]", "}")):
+                return "\n".join(lines[:i]), True
+        return text, False
+    depths = _bracket_depths(text)
+    opened = False
+    for i, d in enumerate(depths):
+        if d > 0:
+            opened = True
+        elif opened and d <= 0:
+            return "\n".join(lines[: i + 1]), True
+    return text, False
+
+
+def _drop_suffix_repeat(text: str, suffix: str, mode: Mode) -> tuple[str, bool]:
+    """Remove the part of the completion that the text after the cursor already holds."""
+    if not suffix or not text:
+        return text, False
+    if mode == "inline":
+        rest = suffix.partition("\n")[0]
+        # The longest end of the completion that the rest of the line starts with: ")" after "foo(x" is dropped.
+        for k in range(min(len(text), len(rest)), 0, -1):
+            if rest.startswith(text[-k:]) and text[-k:].strip():
+                return text[:-k], True
+        return text, False
+    following = [ln.strip() for ln in suffix.split("\n") if ln.strip()][:1]
+    if not following or len(following[0]) < 4:
+        return text, False
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if i > 0 and line.strip() == following[0]:
+            return "\n".join(lines[:i]), True
+    return text, False
+
+
+def _parses(text: str, language: Language) -> bool:
+    assert language.grammar is not None
+    return not parse(text.encode("utf-8", "replace"), language.grammar).root_node.has_error
+
+
+def postprocess(
+    raw: str,
+    *,
+    prefix: str,
+    suffix: str,
+    mode: Mode,
+    language: Language | None,
+    max_lines: int,
+    check_parse: bool = True,
+) -> Processed:
+    """Make ``raw`` insertable at the cursor between ``prefix`` and ``suffix`` in ``mode``."""
+    out = Processed(raw)
+    text = raw.replace("\r\n", "\n")
+    if not text.strip():
+        out.text, out.reason = "", "empty_generation"
+        return out
+    line_before = prefix.rpartition("\n")[2]
+    if mode == "inline":
+        if "\n" in text.strip("\n") or text.startswith("\n"):
+            first = text.lstrip("\n") if not line_before.strip() else text
+            text = first.split("\n", 1)[0]
+            out.steps.append("inline_one_line")
+    else:
+        if mode == "in-block":
+            previous = next((ln for ln in reversed(prefix.split("\n")[:-1]) if ln.strip()), "")
+            if line_before.strip():
+                body_indent = _indent(line_before) + (1 if _opens_block(line_before, language) else 0)
+            elif _opens_block(previous, language):
+                body_indent = max(len(line_before), _indent(previous) + 1)
+            else:
+                body_indent = len(line_before) if not line_before.strip() else _indent(line_before)
+            # The first completion line continues the cursor's line: measure later lines against the body.
+            text, cut = _cut_block_end(text, body_indent, language)
+            if cut:
+                out.steps.append("block_end")
+        else:
+            text, cut = _cut_after_first_block(text, len(line_before), language)
+            if cut:
+                out.steps.append("first_block")
+        lines = text.split("\n")
+        if len(lines) > max_lines:
+            text = "\n".join(lines[:max_lines])
+            out.steps.append("max_lines")
+    text, cut = _drop_suffix_repeat(text, suffix, mode)
+    if cut:
+        out.steps.append("suffix_repeat")
+        if not text.strip():
+            out.text, out.reason = "", "repeats_suffix"
+            return out
+    if mode != "inline":
+        text = text.rstrip()  # the cursor's own line break follows the insertion
+    if not text.strip():
+        out.text, out.reason = "", "block_closed"
+        return out
+    if check_parse and language is not None and language.grammar is not None and _parses(prefix + suffix, language):
+        if not _parses(prefix + text + suffix, language):
+            # Keep the longest run of whole lines that still parses, else nothing.
+            lines = text.split("\n")
+            for n in range(len(lines) - 1, 0, -1):
+                candidate = "\n".join(lines[:n])
+                if candidate.strip() and _parses(prefix + candidate + suffix, language):
+                    text = candidate
+                    out.steps.append("parse_trim")
+                    break
+            else:
+                out.text, out.reason = "", "breaks_parse"
+                return out
+    out.text = text
+    return out

@@ -1,0 +1,66 @@
+"""``forgepilot keys create|list|revoke``: API keys of the gateway (stored hashed, shown once)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from forgepilot.cli._common import err, out, print_json, settings
+from forgepilot.gateway.store import GatewayStore
+
+app = typer.Typer(help="API keys for the gateway (required when it is bound beyond loopback).", no_args_is_help=True)
+
+
+def gateway_store() -> GatewayStore:
+    return GatewayStore(settings().state_dir / "gateway.db")
+
+
+@app.command()
+def create(
+    name: Annotated[str, typer.Argument(help="A name for the key (who or what uses it).")],
+    rate: Annotated[
+        int | None, typer.Option(min=0, help="Requests per minute for this key (default: gateway's).")
+    ] = None,
+) -> None:
+    """Create a key and print it once; only its hash is kept."""
+    store = gateway_store()
+    try:
+        key = store.create_key(name, rate)
+    finally:
+        store.close()
+    print(key)
+    err.print(f"created key {escape(name)}: store it now, it cannot be shown again")
+
+
+@app.command("list")
+def list_(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Keys with their state (the keys themselves are never shown)."""
+    store = gateway_store()
+    try:
+        keys = store.keys()
+    finally:
+        store.close()
+    if json_:
+        print_json(keys)
+        return
+    if not keys:
+        out.print("no API keys: forgepilot keys create NAME")
+    for k in keys:
+        state = "revoked" if k.revoked_at else "active"
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(k.created_at))
+        rate = f", {k.rate_per_minute}/min" if k.rate_per_minute is not None else ""
+        out.print(f"{escape(k.name)}  {k.hint}...  {state}, created {created}{rate}")
+
+
+@app.command()
+def revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+    store = gateway_store()
+    try:
+        store.revoke(name)
+    finally:
+        store.close()
+    err.print(f"revoked {escape(name)}")

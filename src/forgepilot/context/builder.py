@@ -1,0 +1,260 @@
+"""Fill a token budget with the most useful context for a completion at the cursor.
+
+Budget order (DESIGN "ContextSource"): the prefix first, then the suffix's share, then snippets by source priority
+(related, similar, retrieved), each in score order, each counted with the serving model's own tokenizer. A related
+definition that does not fit whole is tried as its signature and docstring. The result says which snippets were
+used, which were dropped for the budget, and how long each source took.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from forgepilot.backends.fim import FimTemplate
+from forgepilot.config import ContextSettings
+from forgepilot.context.locate import Located, locate
+from forgepilot.context.related import FileLines, RelatedDefinitions
+from forgepilot.context.render import render_completion
+from forgepilot.context.similar import SimilarWindows
+from forgepilot.context.types import ContextResult, Document, OpenFile, Snippet
+from forgepilot.index.indexer import Workspace
+from forgepilot.index.search import Filters, Searcher
+from forgepilot.prompts import PromptRegistry, builtin_registry
+from forgepilot.syntax.languages import detect_language
+
+TokenCounter = Callable[[str], int]
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RETRIEVAL_QUERY_LINES = 12
+_SNIPPET_OVERHEAD_TOKENS = 12  # path line and separators around each snippet
+
+
+def take_tail(text: str, budget: int, count: TokenCounter) -> str:
+    """The longest run of whole lines at the end of ``text`` within ``budget`` tokens (the cursor's line whole)."""
+    if budget <= 0 or not text:
+        return ""
+    # Start from a character window a little larger than the budget could need, then drop lines until it fits.
+    window = text[-budget * 6 :]
+    if len(window) < len(text):
+        cut = window.find("\n")
+        window = window[cut + 1 :] if cut >= 0 else window
+    while window and count(window) > budget:
+        cut = window.find("\n", max(1, len(window) // 8))
+        window = window[cut + 1 :] if cut >= 0 else ""
+    return window
+
+
+def take_head(text: str, budget: int, count: TokenCounter) -> str:
+    """The longest run of whole lines at the start of ``text`` within ``budget`` tokens."""
+    if budget <= 0 or not text:
+        return ""
+    window = text[: budget * 6]
+    if len(window) < len(text):
+        cut = window.rfind("\n")
+        window = window[: cut + 1] if cut >= 0 else window
+    while window and count(window) > budget:
+        cut = window.rfind("\n", 0, len(window) - max(1, len(window) // 8))
+        window = window[: cut + 1] if cut >= 0 else ""
+    return window
+
+
+class ContextBuilder:
+    """Collects candidate snippets from each source and fits them, with prefix and suffix, into the budget."""
+
+    def __init__(
+        self,
+        workspace: Workspace | None,
+        settings: ContextSettings | None = None,
+        prompts: PromptRegistry | None = None,
+    ) -> None:
+        self.workspace = workspace
+        self.settings = settings or ContextSettings()
+        self.prompts = prompts or builtin_registry()
+        self.similar = SimilarWindows(self.settings.similar_window_lines)
+        self.related = (
+            RelatedDefinitions(workspace.store, body_max_lines=self.settings.related_body_max_lines)
+            if workspace
+            else None
+        )
+        self.searcher = Searcher(workspace) if workspace else None
+        self._nearby_lines = FileLines()
+
+    def locate(self, doc: Document) -> Located | None:
+        if self.workspace is None:
+            return None
+        return locate(self.workspace.store, doc.path, doc.repository)
+
+    def collect(
+        self, doc: Document, recent: Sequence[OpenFile], located: Located | None, seconds: dict[str, float]
+    ) -> dict[str, list[Snippet]]:
+        """Candidates per source, best first (``seconds`` receives each source's time)."""
+        s = self.settings
+        found: dict[str, list[Snippet]] = {}
+        if s.related and self.related is not None and located is not None:
+            t = time.perf_counter()
+            found["related"] = self.related.collect(doc, located, s.related_max)
+            seconds["related"] = time.perf_counter() - t
+        if s.similar and s.similar_top > 0:
+            t = time.perf_counter()
+            files = self._similar_files(doc, recent, located)
+            found["similar"] = self.similar.best(doc.prefix, files, top=s.similar_top, min_score=s.similar_min_score)
+            seconds["similar"] = time.perf_counter() - t
+        if s.retrieved and s.retrieved_top > 0 and self.searcher is not None and located is not None:
+            t = time.perf_counter()
+            found["retrieved"] = self._retrieve(doc, located)
+            seconds["retrieved"] = time.perf_counter() - t
+        return found
+
+    def _similar_files(self, doc: Document, recent: Sequence[OpenFile], located: Located | None) -> list[OpenFile]:
+        lang = doc.language.name if doc.language else None
+        same = [
+            f
+            for f in recent
+            if f.path != doc.path and (lang is None or (d := detect_language(f.path)) is not None and d.name == lang)
+        ]
+        if same or located is None or self.workspace is None:
+            return same[: self.settings.similar_max_files]
+        # No recent files from the client: the same-language files next to the document in the index.
+        directory = located.path.rpartition("/")[0]
+        rows = self.workspace.store.conn.execute(
+            "SELECT path FROM files WHERE repo_id = ? AND status = 'indexed' AND language IS ? AND path LIKE ? "
+            "AND path NOT LIKE ? AND path != ? ORDER BY path LIMIT ?",
+            (
+                located.repository.id,
+                lang,
+                f"{directory}/%" if directory else "%",
+                f"{directory}/%/%" if directory else "%/%",
+                located.path,
+                self.settings.similar_max_files,
+            ),
+        ).fetchall()
+        nearby = []
+        for (path,) in rows:
+            lines = self._nearby_lines.get(Path(located.repository.root) / path)
+            if lines is not None:
+                nearby.append(OpenFile(path, "\n".join(lines)))
+        return nearby
+
+    def _retrieve(self, doc: Document, located: Located) -> list[Snippet]:
+        assert self.searcher is not None
+        lines = doc.prefix.splitlines()[-_RETRIEVAL_QUERY_LINES:]
+        query = " ".join(dict.fromkeys(w for line in lines for w in _IDENT.findall(line) if len(w) > 2))
+        if not query:
+            return []
+        filters = Filters(repos=(located.repository.root,), language=doc.language.name if doc.language else None)
+        hits = self.searcher.search(
+            query, limit=self.settings.retrieved_top + 4, filters=filters, vectors=self.settings.retrieved_vectors
+        )
+        out = []
+        for hit in hits:
+            if hit.path == located.path:
+                continue
+            out.append(Snippet("retrieved", hit.path, hit.start_line, hit.end_line, hit.text, round(hit.score, 5)))
+            if len(out) >= self.settings.retrieved_top:
+                break
+        return out
+
+    def build(
+        self,
+        doc: Document,
+        *,
+        template: FimTemplate,
+        count: TokenCounter,
+        max_context: int,
+        max_tokens: int,
+        recent: Sequence[OpenFile] = (),
+        enabled: bool = True,
+    ) -> ContextResult:
+        """The prompt for completing ``doc`` at its cursor; ``enabled=False`` sends prefix and suffix alone."""
+        s = self.settings
+        budget = max_context - max_tokens
+        if s.max_prompt_tokens is not None:
+            budget = min(budget, s.max_prompt_tokens)
+        budget = max(budget, 16)
+        seconds: dict[str, float] = {}
+        t = time.perf_counter()
+        suffix = take_head(doc.suffix, int(budget * s.suffix_share), count) if template.supports_fim else ""
+        # The cursor's line after the cursor is kept even when the suffix budget is tiny: it decides inline mode.
+        if template.supports_fim and not suffix and doc.suffix:
+            suffix = doc.suffix.split("\n", 1)[0]
+        suffix_tokens = count(suffix) if suffix else 0
+        snippet_reserve = int(budget * s.snippet_share) if enabled else 0
+        prefix = take_tail(doc.prefix, max(budget - suffix_tokens - snippet_reserve, 8), count)
+        prefix_tokens = count(prefix) if prefix else 0
+        seconds["prefix_suffix"] = time.perf_counter() - t
+
+        located = self.locate(doc) if enabled else None
+        candidates = self.collect(doc, recent, located, seconds) if enabled else {}
+        t = time.perf_counter()
+        room = budget - prefix_tokens - suffix_tokens
+        chosen: list[Snippet] = []
+        dropped: dict[str, int] = {}
+        used_tokens = 0
+        # A snippet repeating what the prompt already holds (the same file's text) is not worth its tokens.
+        spans: list[tuple[str, int, int]] = []
+        current = located.path if located else doc.path
+        for source in ("related", "similar", "retrieved"):
+            for snip in candidates.get(source, []):
+                if snip.path == current or any(
+                    p == snip.path and a <= snip.end_line and snip.start_line <= b for p, a, b in spans
+                ):
+                    continue
+                fitted = self._fit(snip, room - used_tokens, count)
+                if fitted is None:
+                    dropped[source] = dropped.get(source, 0) + 1
+                    continue
+                snip, tokens = fitted
+                chosen.append(snip)
+                spans.append((snip.path, snip.start_line, snip.end_line))
+                used_tokens += tokens
+        seconds["budget"] = time.perf_counter() - t
+        t = time.perf_counter()
+        comment = doc.language.line_comment if doc.language else None
+        rendered = render_completion(
+            template,
+            path=current,
+            prefix=prefix,
+            suffix=suffix,
+            snippets=chosen,
+            comment=comment,
+            repo_name=located.repository.name if located else None,
+            prompts=self.prompts,
+        )
+        seconds["render"] = time.perf_counter() - t
+        return ContextResult(
+            prompt=rendered.prompt,
+            suffix=rendered.suffix,
+            raw=rendered.raw,
+            snippets=chosen,
+            budget=budget,
+            tokens={"prefix": prefix_tokens, "suffix": suffix_tokens, "snippets": used_tokens},
+            dropped=dropped,
+            seconds=seconds,
+            template=rendered.template,
+            repository=located.repository.name if located else None,
+            format=rendered.format,
+        )
+
+    @staticmethod
+    def _fit(snip: Snippet, room: int, count: TokenCounter) -> tuple[Snippet, int] | None:
+        if room <= _SNIPPET_OVERHEAD_TOKENS:
+            return None
+        tokens = count(snip.text) + _SNIPPET_OVERHEAD_TOKENS
+        if tokens <= room:
+            return snip, tokens
+        if snip.short_text:
+            tokens = count(snip.short_text) + _SNIPPET_OVERHEAD_TOKENS
+            if tokens <= room:
+                short = Snippet(
+                    snip.source,
+                    snip.path,
+                    snip.start_line,
+                    snip.end_line,
+                    snip.short_text,
+                    snip.score,
+                    label=snip.label,
+                )
+                return short, tokens
+        return None

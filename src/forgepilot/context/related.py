@@ -1,0 +1,240 @@
+"""*Related* context: definitions of what the code at the cursor uses, found through the index.
+
+Candidates are the identifiers near the cursor, the types in the enclosing function's signature and the parent
+types of the enclosing class. Each is looked up among the repository's indexed definitions (one query) and scored
+by how surely it is the definition meant: defined in a file the document imports, a parent or signature type, in
+the same directory, or the only definition of that name in the repository. Names the document defines itself are
+skipped (the model sees them in the prefix).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from forgepilot.context.locate import Located
+from forgepilot.context.types import Document, Snippet
+from forgepilot.index.store import Store
+from forgepilot.syntax.imports import RepoFiles, resolve
+from forgepilot.syntax.symbols import analyze
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NEAR_LINES_BEFORE = 20
+_NEAR_LINES_AFTER = 3
+_HEAD_LINES = 150  # imports live at the top of a file in every parsed language
+_LOCAL_LINES = 200  # how far back an unindexed document is parsed for its enclosing definitions
+_CLASS_KINDS = {"class", "interface", "struct", "enum", "trait", "type"}
+_FUNCTION_KINDS = {"function", "method", "constructor"}
+
+SCORE_IMPORTED = 1.0
+SCORE_PARENT = 0.9
+SCORE_SIGNATURE = 0.8
+SCORE_SAME_DIR = 0.6
+SCORE_UNIQUE = 0.4
+
+
+@dataclass(frozen=True)
+class _LocalSymbol:
+    name: str
+    kind: str
+    signature: str
+    start_line: int
+    end_line: int
+
+
+@dataclass
+class _Outline:
+    """What the document says about itself: its definitions and the files its imports resolve to."""
+
+    symbols: list[_LocalSymbol]
+    import_targets: set[int]  # file ids
+    imported_names: set[str]
+
+
+class FileLines:
+    """Lines of repository files read from disk, cached by path and modification time."""
+
+    def __init__(self, entries: int = 256) -> None:
+        self._cache: OrderedDict[str, tuple[int, list[str]]] = OrderedDict()
+        self._entries = entries
+        self._lock = threading.Lock()
+
+    def get(self, path: Path) -> list[str] | None:
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            return None
+        key = str(path)
+        with self._lock:
+            found = self._cache.get(key)
+            if found is not None and found[0] == mtime:
+                self._cache.move_to_end(key)
+                return found[1]
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return None
+        with self._lock:
+            self._cache[key] = (mtime, lines)
+            while len(self._cache) > self._entries:
+                self._cache.popitem(last=False)
+        return lines
+
+
+class RelatedDefinitions:
+    def __init__(self, store: Store, *, body_max_lines: int = 30) -> None:
+        self.store = store
+        self.body_max_lines = body_max_lines
+        self.lines = FileLines()
+        self._repo_files: dict[int, tuple[float | None, RepoFiles, dict[str, int]]] = {}
+
+    def _repo(self, located: Located) -> tuple[RepoFiles, dict[str, int]]:
+        repo = located.repository
+        cached = self._repo_files.get(repo.id)
+        if cached is not None and cached[0] == repo.indexed_at:
+            return cached[1], cached[2]
+        rows = self.store.conn.execute(
+            "SELECT id, path, package FROM files WHERE repo_id = ? AND status = 'indexed'", (repo.id,)
+        ).fetchall()
+        ids = {r["path"]: int(r["id"]) for r in rows}
+        files = RepoFiles(ids, {r["path"]: r["package"] for r in rows if r["package"]})
+        self._repo_files[repo.id] = (repo.indexed_at, files, ids)
+        return files, ids
+
+    def _outline(self, doc: Document, located: Located) -> _Outline:
+        if located.file_id is not None:
+            conn = self.store.conn
+            symbols = [
+                _LocalSymbol(r["name"], r["kind"], r["signature"], r["start_line"], r["end_line"])
+                for r in conn.execute(
+                    "SELECT name, kind, signature, start_line, end_line FROM symbols WHERE file_id = ?",
+                    (located.file_id,),
+                )
+            ]
+            targets = {
+                int(r[0])
+                for r in conn.execute(
+                    "SELECT target_file_id FROM import_edges JOIN imports ON imports.id = import_id "
+                    "WHERE imports.file_id = ?",
+                    (located.file_id,),
+                )
+            }
+            names = {
+                n
+                for (text,) in conn.execute("SELECT names FROM imports WHERE file_id = ?", (located.file_id,))
+                for n in text.split()
+            }
+            return _Outline(symbols, targets, names)
+        # Not indexed (a new file): parse its head for imports and the code before the cursor for definitions.
+        lang = doc.language
+        if lang is None or lang.grammar is None:
+            return _Outline([], set(), set())
+        lines = doc.text.splitlines(keepends=True)
+        head = analyze("".join(lines[:_HEAD_LINES]).encode("utf-8", "replace"), lang)
+        first = max(0, doc.cursor_line - _LOCAL_LINES)
+        local = analyze("".join(lines[first : doc.cursor_line + _NEAR_LINES_AFTER]).encode("utf-8", "replace"), lang)
+        symbols = [
+            _LocalSymbol(s.name, s.kind, s.signature, s.start_line + first, s.end_line + first) for s in local.symbols
+        ]
+        files, ids = self._repo(located)
+        targets = {ids[p] for imp in head.imports for p in resolve(imp, located.path, lang.name, files) if p in ids}
+        return _Outline(symbols, targets, {n for imp in head.imports for n in imp.names})
+
+    def collect(self, doc: Document, located: Located, limit: int) -> list[Snippet]:
+        if limit <= 0:
+            return []
+        outline = self._outline(doc, located)
+        line = doc.cursor_line
+        local_names = {s.name for s in outline.symbols}
+        enclosing = [s for s in outline.symbols if s.start_line <= line <= s.end_line]
+        wanted: dict[str, float] = {}  # name -> the strongest reason it is wanted
+
+        def want(name: str, score: float) -> None:
+            if name not in local_names and (name not in wanted or wanted[name] < score):
+                wanted[name] = score
+
+        for sym in enclosing:
+            idents = _IDENT.findall(sym.signature)
+            if sym.kind in _CLASS_KINDS:
+                for name in idents[idents.index(sym.name) + 1 :] if sym.name in idents else idents:
+                    want(name, SCORE_PARENT)
+            elif sym.kind in _FUNCTION_KINDS:
+                for name in idents:
+                    if name[:1].isupper():  # types are capitalised in every language we parse
+                        want(name, SCORE_SIGNATURE)
+        lines = doc.text.splitlines()
+        near = lines[max(0, line - 1 - _NEAR_LINES_BEFORE) : line + _NEAR_LINES_AFTER]
+        for text in reversed(near):  # closest to the cursor first
+            for name in _IDENT.findall(text):
+                want(name, 0.0)
+        if not wanted:
+            return []
+        names = list(wanted)[:400]
+        rows = self.store.conn.execute(
+            "SELECT symbols.name, symbols.qualified_name, symbols.kind, symbols.signature, symbols.doc, "
+            "symbols.start_line, symbols.end_line, files.id AS file_id, files.path FROM symbols "
+            "JOIN files ON files.id = symbols.file_id WHERE files.repo_id = ? AND symbols.name IN ({})".format(
+                ",".join("?" * len(names))
+            ),
+            [located.repository.id, *names],
+        ).fetchall()
+        by_name: dict[str, list[Any]] = {}
+        for r in rows:
+            if r["file_id"] != located.file_id:
+                by_name.setdefault(r["name"], []).append(r)
+        here = posixpath.dirname(located.path)
+        scored: list[tuple[float, int, Any]] = []
+        order = {name: i for i, name in enumerate(names)}
+        for name, defs in by_name.items():
+            for r in defs:
+                if r["file_id"] in outline.import_targets:
+                    score = SCORE_IMPORTED
+                elif wanted[name] > 0:
+                    score = wanted[name]
+                elif posixpath.dirname(r["path"]) == here:
+                    score = SCORE_SAME_DIR
+                elif len(defs) == 1 and name in outline.imported_names:
+                    score = SCORE_IMPORTED
+                elif len(defs) == 1:
+                    score = SCORE_UNIQUE
+                else:
+                    continue  # an ambiguous name: a guess would cost tokens and may mislead
+                scored.append((score, order[name], r))
+        scored.sort(key=lambda t: (-t[0], t[1], len(t[2]["qualified_name"])))
+        seen: set[tuple[str, int]] = set()
+        snippets = []
+        for score, _, r in scored:
+            key = (r["path"], r["start_line"])
+            if key in seen:
+                continue
+            seen.add(key)
+            snippets.append(self._snippet(located, r, score))
+            if len(snippets) >= limit:
+                break
+        return snippets
+
+    def _snippet(self, located: Located, r: Any, score: float) -> Snippet:
+        short = r["signature"]
+        if r["doc"]:
+            short += "\n" + "\n".join(f"    {d}" if d else "" for d in r["doc"].splitlines()[:12])
+        text = short
+        span = r["end_line"] - r["start_line"] + 1
+        if span <= self.body_max_lines:
+            lines = self.lines.get(Path(located.repository.root) / r["path"])
+            if lines is not None and r["end_line"] <= len(lines):
+                text = "\n".join(lines[r["start_line"] - 1 : r["end_line"]])
+        return Snippet(
+            "related",
+            r["path"],
+            r["start_line"],
+            r["end_line"],
+            text,
+            score,
+            label=r["qualified_name"],
+            short_text=short if short != text else None,
+        )

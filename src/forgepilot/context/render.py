@@ -1,0 +1,53 @@
+"""Lay chosen snippets out in the prompt format of the serving model's family.
+
+Families with a repository-level format (Qwen2.5-Coder's ``<|repo_name|>`` / ``<|file_sep|>path``, StarCoder2's)
+get each snippet as a file of the repository before the current one, which is how they were trained. Every other
+family gets the snippets as line comments above the prefix (``# Compare this snippet from path:``), rendered from
+the versioned ``complete`` template, and the backend applies its FIM template to prefix and suffix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from forgepilot.backends.fim import FimTemplate, RepoFile
+from forgepilot.context.types import Snippet
+from forgepilot.prompts import PromptRegistry, builtin_registry
+
+COMPLETE_TEMPLATE = "complete"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    prompt: str
+    suffix: str | None
+    raw: bool
+    format: str
+    template: dict[str, str]
+
+
+def render_completion(
+    template: FimTemplate,
+    *,
+    path: str,
+    prefix: str,
+    suffix: str,
+    snippets: Sequence[Snippet],
+    comment: str | None,
+    repo_name: str | None,
+    prompts: PromptRegistry | None = None,
+) -> Rendered:
+    prompts = prompts or builtin_registry()
+    # Models attend most to what is nearest the cursor: the best snippet goes last, just before the current file.
+    snippets = list(reversed(snippets))
+    complete = prompts.get(COMPLETE_TEMPLATE)
+    record = {"template_id": complete.name, "template_version": complete.version}
+    if template.supports_repo_level and template.supports_fim:
+        files = [RepoFile(s.path, s.text) for s in snippets]
+        prompt = template.render_repo(repo_name or "repository", files, path, prefix, suffix)
+        return Rendered(prompt, None, True, "repo-level", record)
+    if snippets and comment:
+        header = prompts.render(COMPLETE_TEMPLATE, {"snippets": snippets, "comment": comment, "path": path}).user
+        return Rendered(header + prefix, suffix, False, "comment-snippets", record)
+    return Rendered(prefix, suffix, False, "plain", record)

@@ -1,0 +1,596 @@
+"""The HTTP gateway: OpenAI-compatible endpoints, the assistant's task endpoints, telemetry events, metrics.
+
+Everything here is protocol: parsing, status codes, streaming, auth, limits. The work is done by ``Assistant``
+(the same object the LSP server and the CLI use), so what is served is what is evaluated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from forgepilot import __version__
+from forgepilot.assist import TASKS, Assistant, CompletionInput, TaskInput
+from forgepilot.backends.base import CancelToken, ChatMessage, ChatRequest, CompletionChunk, CompletionRequest, Usage
+from forgepilot.context import Document, OpenFile
+from forgepilot.errors import ForgePilotError
+from forgepilot.gateway.errors import HTTPError, envelope, from_forgepilot, validation_error
+from forgepilot.gateway.guard import Guard, RateLimiter
+from forgepilot.gateway.metrics import GatewayMetrics
+from forgepilot.gateway.schemas import (
+    AssistCompleteBody,
+    AssistTaskBody,
+    ChatBody,
+    CompletionBody,
+    EmbeddingBody,
+    EventsBody,
+)
+from forgepilot.gateway.store import GatewayStore
+
+T = TypeVar("T")
+_log = logging.getLogger("forgepilot.gateway")
+_COMPLETION_MEMORY = 10_000  # completion ids remembered to enrich telemetry events
+
+
+class _ClientGone(Exception):
+    """The client disconnected before the answer was ready; the work was cancelled."""
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def _usage(u: Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+    }
+    if u.cached_prompt_tokens:
+        out["prompt_tokens_details"] = {"cached_tokens": u.cached_prompt_tokens}
+    return out
+
+
+def _stops(stop: str | list[str] | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    return (stop,) if isinstance(stop, str) else tuple(stop)
+
+
+def _finish(reason: str | None) -> str | None:
+    return "stop" if reason == "cancelled" else reason
+
+
+class _Instrument:
+    """Pure ASGI middleware: request size limit (413), per-route latency and status metrics, in-flight gauge."""
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics, max_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._reject(send, 413, f"request body over the limit of {self.max_bytes} bytes", "request_too_large")
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPError(
+                        413, f"request body over the limit of {self.max_bytes} bytes", code="request_too_large"
+                    )
+            return message
+
+        status = 500
+        started = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.inflight.inc()
+        try:
+            await self.app(scope, limited_receive, timed_send)
+        finally:
+            self.metrics.inflight.dec()
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(path, str(status)).inc()
+            self.metrics.request_seconds.labels(path).observe(time.perf_counter() - started)
+
+    @staticmethod
+    async def _reject(send: Send, status: int, message: str, code: str) -> None:
+        body = envelope(message, "invalid_request_error", None, code)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def create_app(
+    assistant: Assistant,
+    *,
+    store: GatewayStore,
+    auth_required: bool,
+    metrics: GatewayMetrics | None = None,
+) -> FastAPI:
+    settings = assistant.settings
+    gw = settings.gateway
+    metrics = metrics or GatewayMetrics()
+    guard = Guard(store, required=auth_required, limiter=RateLimiter(gw.rate_limit_per_minute))
+    served: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    app = FastAPI(title="ForgePilot gateway", version=__version__, docs_url="/docs", redoc_url=None)
+    app.state.assistant = assistant
+    app.state.metrics = metrics
+    app.state.store = store
+    app.add_middleware(_Instrument, metrics=metrics, max_bytes=gw.max_request_bytes)
+
+    def error_response(err: HTTPError) -> Response:
+        metrics.errors.labels(err.code or err.type).inc()
+        return Response(err.body(), status_code=err.status, media_type="application/json", headers=err.headers)
+
+    @app.exception_handler(HTTPError)
+    async def _http_error(request: Request, exc: HTTPError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(ForgePilotError)
+    async def _fp_error(request: Request, exc: ForgePilotError) -> Response:
+        return error_response(from_forgepilot(exc, gw.retry_after_s))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(validation_error(list(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _starlette(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        if exc.status_code == 400 and "parsing the body" in message:  # not JSON, or not UTF-8
+            message, code = "malformed request body: send a JSON object encoded as UTF-8", "invalid_json"
+        return error_response(HTTPError(exc.status_code, message, code=code))
+
+    @app.exception_handler(_ClientGone)
+    async def _gone(request: Request, exc: _ClientGone) -> Response:
+        return Response(status_code=499)
+
+    @app.exception_handler(UnicodeDecodeError)
+    async def _undecodable(request: Request, exc: UnicodeDecodeError) -> Response:
+        return error_response(HTTPError(400, f"request body is not valid UTF-8: {exc.reason}", code="invalid_encoding"))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        _log.exception("unhandled error on %s", request.url.path)
+        return error_response(HTTPError(500, f"internal error: {type(exc).__name__}", type="server_error"))
+
+    def caller(request: Request, authorization: str | None) -> str | None:
+        client = request.client.host if request.client else "unknown"
+        return guard.check(authorization, client)
+
+    async def until_disconnect(request: Request, work: Callable[[CancelToken], Awaitable[T]]) -> T:
+        """Run ``work``; if the client goes away first, cancel it (the model stops generating) and give up."""
+        token = CancelToken()
+        task = asyncio.ensure_future(work(token))
+        watcher = asyncio.ensure_future(_wait_disconnect(request))
+        try:
+            done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            token.cancel()
+            task.cancel()
+            raise
+        finally:
+            watcher.cancel()
+        if task in done:
+            return task.result()
+        token.cancel()
+        task.cancel()
+        metrics.cancelled.inc()
+        with contextlib.suppress(BaseException):
+            await task
+        raise _ClientGone
+
+    def model_or_404(name: str | None) -> str:
+        name = name or settings.default_model
+        assistant.models.ensure_known(name)
+        return name
+
+    def count_tokens(model: str, usage: Usage) -> None:
+        metrics.tokens.labels(model, "prompt").inc(usage.prompt_tokens)
+        metrics.tokens.labels(model, "completion").inc(usage.completion_tokens)
+
+    async def sse(
+        first: CompletionChunk | None,
+        rest: AsyncIterator[CompletionChunk],
+        frame: Callable[[CompletionChunk], dict[str, Any]],
+        token: CancelToken,
+    ) -> AsyncIterator[bytes]:
+        try:
+            if first is not None:
+                yield b"data: " + json.dumps(frame(first)).encode() + b"\n\n"
+                async for chunk in rest:
+                    yield b"data: " + json.dumps(frame(chunk)).encode() + b"\n\n"
+            yield b"data: [DONE]\n\n"
+        except ForgePilotError as exc:
+            err = from_forgepilot(exc, gw.retry_after_s)
+            metrics.errors.labels(err.code or err.type).inc()
+            yield b"data: " + err.body() + b"\n\n"
+        finally:
+            token.cancel()  # the client went away or the stream ended: stop the model either way
+            closer = getattr(rest, "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
+
+    async def start_stream(stream: AsyncIterator[CompletionChunk]) -> CompletionChunk | None:
+        """The first chunk, fetched before the response starts so that a dead backend is a 503, not a broken stream."""
+        try:
+            return await stream.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    # -- OpenAI protocol -------------------------------------------------------------------------------------
+    @app.get("/v1/models")
+    async def models(request: Request, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        caller(request, authorization)
+        now = int(time.time())
+        return {
+            "object": "list",
+            "data": [
+                {"id": n, "object": "model", "created": now, "owned_by": "forgepilot"} for n in assistant.models.names()
+            ],
+        }
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(
+        body: CompletionBody, request: Request, authorization: str | None = Header(default=None)
+    ) -> Response | dict[str, Any]:
+        caller(request, authorization)
+        if body.n != 1:
+            raise HTTPError(400, "only n=1 is supported", param="n", code="unsupported_value")
+        if body.echo or body.logprobs:
+            raise HTTPError(400, "echo and logprobs are not supported", param="echo" if body.echo else "logprobs")
+        try:
+            prompt = body.prompt_text()
+        except ValueError:
+            raise HTTPError(400, "prompt must be one string (batches are not supported)", param="prompt") from None
+        backend = assistant.models.get(model_or_404(body.model))
+        cid, created = _new_id("cmpl"), int(time.time())
+
+        def make(token: CancelToken) -> CompletionRequest:
+            return CompletionRequest(
+                prompt=prompt,
+                suffix=body.suffix,
+                max_tokens=body.max_tokens or 16,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                stop=_stops(body.stop),
+                seed=body.seed,
+                cancel=token,
+            )
+
+        if body.stream:
+            token = CancelToken()
+            stream = backend.stream(make(token))
+            first = await start_stream(stream)
+            include_usage = bool((body.stream_options or {}).get("include_usage"))
+
+            def frame(chunk: CompletionChunk) -> dict[str, Any]:
+                out: dict[str, Any] = {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": backend.name,
+                    "choices": [
+                        {
+                            "text": chunk.text,
+                            "index": 0,
+                            "logprobs": None,
+                            "finish_reason": _finish(chunk.finish_reason),
+                        }
+                    ],
+                }
+                if chunk.usage is not None:
+                    count_tokens(backend.name, chunk.usage)
+                    if include_usage:
+                        out["usage"] = _usage(chunk.usage)
+                return out
+
+            return StreamingResponse(sse(first, stream, frame, token), media_type="text/event-stream")
+
+        result = await until_disconnect(request, lambda token: backend.complete(make(token)))
+        count_tokens(backend.name, result.usage)
+        return {
+            "id": cid,
+            "object": "text_completion",
+            "created": created,
+            "model": backend.name,
+            "choices": [
+                {"text": result.text, "index": 0, "logprobs": None, "finish_reason": _finish(result.finish_reason)}
+            ],
+            "usage": _usage(result.usage),
+        }
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(
+        body: ChatBody, request: Request, authorization: str | None = Header(default=None)
+    ) -> Response | dict[str, Any]:
+        caller(request, authorization)
+        if body.n != 1:
+            raise HTTPError(400, "only n=1 is supported", param="n", code="unsupported_value")
+        backend = assistant.models.get(model_or_404(body.model))
+        messages = tuple(ChatMessage("system" if m.role == "developer" else m.role, m.text()) for m in body.messages)
+        cid, created = _new_id("chatcmpl"), int(time.time())
+
+        def make(token: CancelToken) -> ChatRequest:
+            return ChatRequest(
+                messages,
+                max_tokens=body.max_completion_tokens or body.max_tokens or settings.assist.chat_max_tokens,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                stop=_stops(body.stop),
+                seed=body.seed,
+                cancel=token,
+            )
+
+        if body.stream:
+            token = CancelToken()
+            stream = backend.stream_chat(make(token))
+            first = await start_stream(stream)
+            include_usage = bool((body.stream_options or {}).get("include_usage"))
+            sent_role = False
+
+            def frame(chunk: CompletionChunk) -> dict[str, Any]:
+                nonlocal sent_role
+                delta: dict[str, Any] = {"content": chunk.text} if chunk.text or not chunk.finish_reason else {}
+                if not sent_role:
+                    delta["role"] = "assistant"
+                    sent_role = True
+                out: dict[str, Any] = {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": backend.name,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": _finish(chunk.finish_reason)}],
+                }
+                if chunk.usage is not None:
+                    count_tokens(backend.name, chunk.usage)
+                    if include_usage:
+                        out["usage"] = _usage(chunk.usage)
+                return out
+
+            return StreamingResponse(sse(first, stream, frame, token), media_type="text/event-stream")
+
+        result = await until_disconnect(request, lambda token: backend.chat(make(token)))
+        count_tokens(backend.name, result.usage)
+        return {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": backend.name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.text},
+                    "finish_reason": _finish(result.finish_reason),
+                }
+            ],
+            "usage": _usage(result.usage),
+        }
+
+    @app.post("/v1/embeddings")
+    async def embeddings(
+        body: EmbeddingBody, request: Request, authorization: str | None = Header(default=None)
+    ) -> dict[str, Any]:
+        caller(request, authorization)
+        name = body.model or assistant.models.tier_model("embed")
+        backend = assistant.models.get(model_or_404(name))
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts:
+            raise HTTPError(400, "input is empty", param="input")
+        vectors = await backend.embed(texts)
+        counter = backend.token_counter()
+        tokens = sum(counter(t) for t in texts)
+        return {
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+            "model": backend.name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    # -- the assistant ---------------------------------------------------------------------------------------
+    @app.post("/v1/assist/complete")
+    async def assist_complete(
+        body: AssistCompleteBody, request: Request, authorization: str | None = Header(default=None)
+    ) -> dict[str, Any]:
+        caller(request, authorization)
+        if body.model:
+            model_or_404(body.model)
+        doc = Document.at(
+            body.path,
+            body.text,
+            line=body.cursor.line,
+            character=body.cursor.character,
+            offset=body.cursor.offset,
+            language=body.language,
+            repository=body.repository,
+        )
+        inp = CompletionInput(
+            document=doc,
+            recent=[OpenFile(f.path, f.text) for f in body.recent_files],
+            mode=body.mode,
+            model=body.model,
+            max_tokens=body.max_tokens,
+            temperature=body.temperature,
+            context=body.context,
+            use_cache=body.cache,
+        )
+        result = await until_disconnect(request, lambda token: assistant.completions.complete(inp, token))
+        metrics.cache.labels("hit" if result.cached else "miss").inc()
+        for stage in ("context", "render", "first_token", "model", "postprocess", "total"):
+            if stage in result.timings:
+                metrics.stage_seconds.labels(stage).observe(result.timings[stage])
+        if result.reason:
+            metrics.empty.labels(result.reason).inc()
+        count_tokens(result.model, result.usage)
+        cid = _new_id("cmpl")
+        served[cid] = {
+            "model": result.model,
+            "mode": result.mode,
+            "language": doc.language.name if doc.language else None,
+            **result.template,
+        }
+        while len(served) > _COMPLETION_MEMORY:
+            served.popitem(last=False)
+        return {
+            "id": cid,
+            "object": "assist.completion",
+            "created": int(time.time()),
+            "model": result.model,
+            "text": result.text,
+            "mode": result.mode,
+            "reason": result.reason,
+            "why": result.why(),
+            "usage": _usage(result.usage),
+            **result.template,
+        }
+
+    async def run_task(request: Request, name: str, body: AssistTaskBody, action: bool) -> dict[str, Any]:
+        if body.model:
+            model_or_404(body.model)
+        inp = TaskInput(**body.model_dump())
+        if action:
+            result = await until_disconnect(request, lambda token: assistant.tasks.action(name, inp, token))
+        else:
+            result = await until_disconnect(request, lambda token: assistant.tasks.run(name, inp, token))
+        count_tokens(result.model, result.usage)
+        return {
+            "id": _new_id("task"),
+            "object": "assist.task",
+            "task": result.task,
+            "model": result.model,
+            "text": result.text,
+            "code": result.code,
+            "citations": result.citations,
+            "sources": result.sources,
+            "framework": result.framework,
+            "finish_reason": _finish(result.finish_reason),
+            "usage": _usage(result.usage),
+            "cost_usd": result.cost_usd,
+            "timings_ms": {k: round(v * 1000, 3) for k, v in result.timings.items()},
+            **result.template,
+        }
+
+    @app.get("/v1/assist/actions")
+    async def list_actions(
+        request: Request, repository: str | None = None, authorization: str | None = Header(default=None)
+    ) -> dict[str, Any]:
+        caller(request, authorization)
+        registry = assistant.tasks.action_registry(repository)
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "name": registry.get(n).name.removeprefix("actions/"),
+                    "description": registry.get(n).description,
+                    "variables": sorted(registry.get(n).variables),
+                    "template_version": registry.get(n).version,
+                }
+                for n in registry.names()
+            ],
+        }
+
+    @app.post("/v1/assist/actions/{name}")
+    async def run_action(
+        name: str, body: AssistTaskBody, request: Request, authorization: str | None = Header(default=None)
+    ) -> dict[str, Any]:
+        caller(request, authorization)
+        try:
+            return await run_task(request, name, body, action=True)
+        except ForgePilotError as exc:
+            if "no prompt template named" in str(exc):
+                raise HTTPError(404, exc.one_line(), param="name", code="action_not_found") from exc
+            raise
+
+    @app.post("/v1/assist/{task}")
+    async def assist_task(
+        task: str, body: AssistTaskBody, request: Request, authorization: str | None = Header(default=None)
+    ) -> dict[str, Any]:
+        caller(request, authorization)
+        if task not in TASKS:
+            raise HTTPError(404, f"no task {task!r}; tasks: {', '.join(TASKS)}, actions/NAME", code="not_found")
+        return await run_task(request, task, body, action=False)
+
+    # -- telemetry, metrics, health --------------------------------------------------------------------------
+    @app.post("/v1/events")
+    async def events(
+        body: EventsBody, request: Request, authorization: str | None = Header(default=None)
+    ) -> dict[str, Any]:
+        key = caller(request, authorization)
+        rows = []
+        for event in body.events:
+            row = event.model_dump()
+            known = served.get(event.completion_id or "")
+            if known:
+                for k, v in known.items():
+                    if row.get(k) is None:
+                        row[k] = v
+            rows.append(row)
+        # Acknowledged only once committed: a 200 means the events are on disk.
+        count = await asyncio.to_thread(store.record_events, rows, key)
+        for row in rows:
+            metrics.events.labels(row["type"]).inc()
+        return {"object": "list", "recorded": count}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        repos = assistant.workspace.store.repositories() if assistant.workspace else []
+        return {
+            "status": "ok",
+            "version": __version__,
+            "default_model": settings.default_model,
+            "tiers": {t: assistant.models.tier_model(t) for t in ("large", "fast", "embed")},
+            "repositories": [r.name for r in repos],
+            "auth": auth_required,
+        }
+
+    return app

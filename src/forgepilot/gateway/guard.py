@@ -1,0 +1,89 @@
+"""Who may call the gateway and how often: API keys (hashed in SQLite) and a token bucket per key or client.
+
+Keys are required when the gateway is bound beyond loopback (``[gateway] auth = "auto"``), or always with ``on``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from dataclasses import dataclass
+
+from forgepilot.gateway.errors import HTTPError
+from forgepilot.gateway.store import GatewayStore
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+class RateLimiter:
+    """A token bucket per caller: ``per_minute`` requests per minute, bursts up to the same number."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def check(self, caller: str, per_minute: int | None = None) -> None:
+        limit = per_minute if per_minute is not None else self.per_minute
+        if limit <= 0:
+            return
+        now = time.monotonic()
+        rate = limit / 60.0
+        with self._lock:
+            bucket = self._buckets.get(caller)
+            if bucket is None:
+                bucket = self._buckets[caller] = _Bucket(float(limit), now)
+            bucket.tokens = min(float(limit), bucket.tokens + (now - bucket.stamp) * rate)
+            bucket.stamp = now
+            if bucket.tokens >= 1.0:
+                bucket.tokens -= 1.0
+                return
+            wait = (1.0 - bucket.tokens) / rate
+        raise HTTPError(
+            429,
+            f"rate limit of {limit} requests per minute reached",
+            type="rate_limit_error",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+        )
+
+
+class Guard:
+    def __init__(self, store: GatewayStore, *, required: bool, limiter: RateLimiter) -> None:
+        self.store = store
+        self.required = required
+        self.limiter = limiter
+
+    def check(self, authorization: str | None, client: str) -> str | None:
+        """The caller's key name (None without auth); raises 401 or 429."""
+        key_name: str | None = None
+        rate: int | None = None
+        if self.required:
+            scheme, _, token = (authorization or "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise HTTPError(
+                    401,
+                    "missing API key: send 'Authorization: Bearer KEY' (create one with `forgepilot keys create`)",
+                    type="authentication_error",
+                    code="missing_api_key",
+                )
+            key = self.store.verify(token.strip())
+            if key is None:
+                raise HTTPError(401, "invalid or revoked API key", type="authentication_error", code="invalid_api_key")
+            key_name, rate = key.name, key.rate_per_minute
+        self.limiter.check(f"key:{key_name}" if key_name else f"ip:{client}", rate)
+        return key_name

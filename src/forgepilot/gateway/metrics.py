@@ -1,0 +1,39 @@
+"""Prometheus metrics of one gateway: requests, per-stage latency histograms, tokens, errors, cache, events."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Completion stages run from sub-millisecond (cache, post-processing) to tens of seconds (a CPU model).
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "forgepilot_requests", "HTTP requests by route and status", ["route", "status"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "forgepilot_request_seconds", "HTTP request latency by route", ["route"], buckets=_BUCKETS, registry=r
+        )
+        self.stage_seconds = Histogram(
+            "forgepilot_stage_seconds",
+            "Completion latency per stage (context, render, first_token, model, postprocess, total)",
+            ["stage"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter("forgepilot_tokens", "Tokens by model and kind", ["model", "kind"], registry=r)
+        self.errors = Counter("forgepilot_errors", "Errors by type", ["type"], registry=r)
+        self.inflight = Gauge("forgepilot_inflight_requests", "Requests being served", registry=r)
+        self.cancelled = Counter("forgepilot_cancelled", "Requests cancelled by the client mid-flight", registry=r)
+        self.cache = Counter("forgepilot_completion_cache", "Completion cache lookups", ["result"], registry=r)
+        self.events = Counter("forgepilot_events", "Telemetry events recorded, by type", ["type"], registry=r)
+        self.empty = Counter(
+            "forgepilot_empty_completions", "Completions returned empty, by reason", ["reason"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,157 @@
+"""Request bodies of the gateway (pydantic only): the OpenAI protocol subset we serve and the assist endpoints.
+
+Strings are cleaned of lone surrogates (JSON can carry ``\\udc80``, which no tokenizer can encode) so a broken
+encoding in a document is replaced by U+FFFD instead of failing deep inside a model call.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_clean)]
+
+
+class _Lenient(BaseModel):
+    # OpenAI clients send fields we do not use (user, logit_bias, ...): accept and ignore them.
+    model_config = ConfigDict(extra="ignore")
+
+
+class CompletionBody(_Lenient):
+    model: str
+    prompt: Text | list[Text]
+    suffix: Text | None = None
+    max_tokens: int | None = Field(default=16, ge=1)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    stop: Text | list[Text] | None = None
+    seed: int | None = None
+    echo: bool = False
+    logprobs: int | None = None
+
+    def prompt_text(self) -> str:
+        if isinstance(self.prompt, str):
+            return self.prompt
+        if len(self.prompt) != 1:
+            raise ValueError("prompt")
+        return self.prompt[0]
+
+
+class ContentPart(_Lenient):
+    type: str
+    text: Text | None = None
+
+
+class MessageBody(_Lenient):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Text | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text or "" for p in self.content if p.type == "text")
+
+
+class ChatBody(_Lenient):
+    model: str
+    messages: list[MessageBody] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    stop: Text | list[Text] | None = None
+    seed: int | None = None
+
+
+class EmbeddingBody(_Lenient):
+    model: str | None = None
+    input: Text | list[Text]
+    encoding_format: Literal["float"] = "float"
+
+
+class Cursor(BaseModel):
+    """Where the cursor is: 0-based ``line`` and ``character`` (as LSP counts them), or an ``offset``."""
+
+    line: int | None = None
+    character: int | None = None
+    offset: int | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Cursor:
+        if self.offset is None and (self.line is None or self.character is None):
+            raise ValueError("give either offset, or line and character")
+        return self
+
+
+class OpenFileBody(BaseModel):
+    path: Text
+    text: Text
+
+
+class AssistCompleteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: Text
+    path: Text = "untitled"
+    cursor: Cursor
+    language: str | None = None
+    repository: str | None = None
+    recent_files: list[OpenFileBody] = Field(default_factory=list, max_length=64)
+    mode: Literal["inline", "in-block", "after-block"] | None = None
+    model: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=4096)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    context: bool = True
+    cache: bool = True
+
+
+class AssistTaskBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: Text = ""
+    path: Text = ""
+    language: str | None = None
+    diff: Text = ""
+    question: Text = ""
+    instruction: Text = ""
+    variables: dict[str, Any] = Field(default_factory=dict)
+    repository: str | None = None
+    model: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=8192)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+
+
+class EventBody(_Lenient):
+    type: Literal["shown", "accepted", "rejected", "partially_accepted"]
+    completion_id: str | None = None
+    model: str | None = None
+    mode: str | None = None
+    language: str | None = None
+    template_id: str | None = None
+    template_version: str | None = None
+    shown_chars: int | None = Field(default=None, ge=0)
+    accepted_chars: int | None = Field(default=None, ge=0)
+    latency_ms: float | None = Field(default=None, ge=0)
+
+
+class EventsBody(BaseModel):
+    events: list[EventBody] = Field(min_length=1, max_length=1000)

@@ -1,0 +1,111 @@
+"""What the LSP server asks the assistant for, in-process (``Assistant``) or against a gateway (``--server URL``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import httpx
+
+from forgepilot.assist import Assistant, CompletionInput, TaskInput
+from forgepilot.backends.base import CancelToken
+from forgepilot.context import Document, OpenFile
+from forgepilot.errors import BackendHTTPError, BackendUnavailable, Cancelled
+from forgepilot.gateway.store import GatewayStore
+
+
+class Engine(Protocol):
+    async def complete(self, doc: Document, recent: Sequence[OpenFile], cancel: CancelToken) -> dict[str, Any]: ...
+
+    async def task(self, name: str, code: str, path: str, language: str | None) -> dict[str, Any]: ...
+
+    async def event(self, event: dict[str, Any]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class InProcessEngine:
+    """The assistant in this process; events go to the same SQLite store the gateway writes."""
+
+    def __init__(self, assistant: Assistant, store: GatewayStore | None) -> None:
+        self.assistant = assistant
+        self.store = store
+
+    async def complete(self, doc: Document, recent: Sequence[OpenFile], cancel: CancelToken) -> dict[str, Any]:
+        result = await self.assistant.completions.complete(CompletionInput(document=doc, recent=recent), cancel)
+        return {
+            "id": f"cmpl-{secrets.token_hex(12)}",
+            "text": result.text,
+            "model": result.model,
+            "mode": result.mode,
+            "reason": result.reason,
+            "why": result.why(),
+            **result.template,
+        }
+
+    async def task(self, name: str, code: str, path: str, language: str | None) -> dict[str, Any]:
+        result = await self.assistant.tasks.run(name, TaskInput(code=code, path=path, language=language))
+        return {"task": name, "text": result.text, "code": result.code, "model": result.model, **result.template}
+
+    async def event(self, event: dict[str, Any]) -> None:
+        if self.store is not None:
+            await asyncio.to_thread(self.store.record_events, [event], None)
+
+    async def aclose(self) -> None:
+        await self.assistant.aclose()
+        if self.store is not None:
+            self.store.close()
+
+
+class RemoteEngine:
+    """A ForgePilot gateway over HTTP (``FORGEPILOT_API_KEY`` is sent when set)."""
+
+    def __init__(self, base_url: str, client: httpx.AsyncClient | None = None) -> None:
+        key = os.environ.get("FORGEPILOT_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.client = client or httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=httpx.Timeout(120.0, connect=5.0)
+        )
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self.client.post(path, json=body)
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(
+                f"gateway {self.client.base_url} unreachable: {exc}", hint="start it with `forgepilot serve`"
+            ) from exc
+        if response.status_code >= 400:
+            try:
+                message = response.json()["error"]["message"]
+            except Exception:
+                message = response.text[:200]
+            raise BackendHTTPError(f"gateway answered {response.status_code}: {message}", status=response.status_code)
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def complete(self, doc: Document, recent: Sequence[OpenFile], cancel: CancelToken) -> dict[str, Any]:
+        body = {
+            "text": doc.text,
+            "path": doc.path,
+            "cursor": {"offset": doc.offset},
+            "language": doc.language.name if doc.language else None,
+            "recent_files": [{"path": f.path, "text": f.text} for f in recent],
+        }
+        task = asyncio.ensure_future(self._post("/v1/assist/complete", body))
+        try:
+            return await task
+        except asyncio.CancelledError:
+            task.cancel()  # closing the request makes the gateway cancel the generation
+            raise Cancelled("completion cancelled") from None
+
+    async def task(self, name: str, code: str, path: str, language: str | None) -> dict[str, Any]:
+        return await self._post(f"/v1/assist/{name}", {"code": code, "path": path, "language": language})
+
+    async def event(self, event: dict[str, Any]) -> None:
+        await self._post("/v1/events", {"events": [event]})
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,229 @@
+"""``forgepilot lsp``: the assistant as a language server over stdio (pygls).
+
+Open and changed documents are tracked (the most recent feed *similar* context), ``textDocument/inlineCompletion``
+is served with a debounce and ``textDocument/completion`` as a fallback for clients without inline completion,
+``$/cancelRequest`` stops the model, code actions offer explain / generate tests / document, and the client
+reports accept / reject / partial accept through the ``forgepilot.accept`` family of commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+
+from forgepilot import __version__
+from forgepilot.backends.base import CancelToken
+from forgepilot.context import Document, OpenFile
+from forgepilot.errors import Cancelled, ForgePilotError
+from forgepilot.lsp.engine import Engine
+
+_log = logging.getLogger("forgepilot.lsp")
+RECENT_DOCUMENTS = 20
+CMD_ACCEPT = "forgepilot.accept"
+CMD_REJECT = "forgepilot.reject"
+CMD_PARTIAL = "forgepilot.partialAccept"
+CMD_EXPLAIN = "forgepilot.explain"
+CMD_TESTS = "forgepilot.generateTests"
+CMD_DOCUMENT = "forgepilot.document"
+_TASK_OF = {CMD_EXPLAIN: "explain", CMD_TESTS: "tests", CMD_DOCUMENT: "document"}
+_TITLES = {CMD_EXPLAIN: "Explain this code", CMD_TESTS: "Generate unit tests", CMD_DOCUMENT: "Document this code"}
+
+
+class ForgePilotServer(LanguageServer):
+    def __init__(self, engine: Engine, *, debounce_s: float = 0.075) -> None:
+        super().__init__("forgepilot", __version__)
+        self.engine = engine
+        self.debounce_s = debounce_s
+        self.recent: OrderedDict[str, None] = OrderedDict()
+        self.shown: dict[str, dict[str, Any]] = {}
+
+    def touch(self, uri: str) -> None:
+        self.recent[uri] = None
+        self.recent.move_to_end(uri)
+        while len(self.recent) > RECENT_DOCUMENTS * 2:
+            self.recent.popitem(last=False)
+
+    def recent_files(self, current: str) -> list[OpenFile]:
+        files = []
+        for uri in reversed(self.recent):
+            if uri == current:
+                continue
+            try:
+                doc = self.workspace.get_text_document(uri)
+                files.append(OpenFile(to_fs_path(uri) or uri, doc.source))
+            except Exception:  # closed since
+                continue
+            if len(files) >= RECENT_DOCUMENTS:
+                break
+        return files
+
+    def document_at(self, uri: str, position: types.Position) -> tuple[Document, int | None]:
+        doc = self.workspace.get_text_document(uri)
+        offset = doc.offset_at_position(position)
+        path = to_fs_path(uri) or uri
+        return Document.at(
+            path, doc.source, offset=offset, language=doc.language_id if _known(doc.language_id) else None
+        ), doc.version
+
+    async def suggest(self, uri: str, position: types.Position) -> dict[str, Any] | None:
+        """A completion at ``position`` after the debounce, or None when the document moved on meanwhile."""
+        _, version = self.document_at(uri, position)
+        await asyncio.sleep(self.debounce_s)
+        doc, now = self.document_at(uri, position)
+        if now != version:
+            return None
+        token = CancelToken()
+        try:
+            result = await self.engine.complete(doc, self.recent_files(uri), token)
+        except asyncio.CancelledError:
+            token.cancel()  # $/cancelRequest: stop the model, then let pygls answer RequestCancelled
+            raise
+        except Cancelled:
+            return None
+        except ForgePilotError as exc:
+            self.window_show_message(
+                types.ShowMessageParams(types.MessageType.Warning, f"ForgePilot: {exc.one_line()}")
+            )
+            return None
+        if not result.get("text"):
+            return None
+        self.shown[result["id"]] = {"shown_at": time.monotonic(), "chars": len(result["text"]), **result}
+        while len(self.shown) > 1000:
+            self.shown.pop(next(iter(self.shown)))
+        await self.report("shown", result["id"])
+        return result
+
+    async def report(self, kind: str, completion_id: str, accepted_chars: int | None = None) -> None:
+        info = self.shown.get(completion_id, {})
+        event = {
+            "type": kind,
+            "completion_id": completion_id,
+            "model": info.get("model"),
+            "mode": info.get("mode"),
+            "template_id": info.get("template_id"),
+            "template_version": info.get("template_version"),
+            "shown_chars": info.get("chars"),
+            "accepted_chars": accepted_chars,
+        }
+        try:
+            await self.engine.event(event)
+        except ForgePilotError as exc:  # telemetry must never break editing
+            _log.warning("could not record %s event: %s", kind, exc.one_line())
+
+
+def _known(language_id: str | None) -> bool:
+    from forgepilot.syntax.languages import LANGUAGES
+
+    return bool(language_id) and language_id in LANGUAGES
+
+
+def _accept_command(result: dict[str, Any]) -> types.Command:
+    return types.Command("Accept ForgePilot suggestion", CMD_ACCEPT, arguments=[result["id"], len(result["text"])])
+
+
+def build_server(engine: Engine, *, debounce_s: float = 0.075) -> ForgePilotServer:
+    server = ForgePilotServer(engine, debounce_s=debounce_s)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: ForgePilotServer, params: types.DidOpenTextDocumentParams) -> None:
+        ls.touch(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: ForgePilotServer, params: types.DidChangeTextDocumentParams) -> None:
+        ls.touch(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: ForgePilotServer, params: types.DidCloseTextDocumentParams) -> None:
+        ls.recent.pop(params.text_document.uri, None)
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(
+        ls: ForgePilotServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList | None:
+        result = await ls.suggest(params.text_document.uri, params.position)
+        if result is None:
+            return types.InlineCompletionList(items=[])
+        item = types.InlineCompletionItem(
+            insert_text=result["text"],
+            range=types.Range(params.position, params.position),
+            command=_accept_command(result),
+        )
+        return types.InlineCompletionList(items=[item])
+
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[".", "(", " "]))
+    async def completion(ls: ForgePilotServer, params: types.CompletionParams) -> types.CompletionList:
+        result = await ls.suggest(params.text_document.uri, params.position)
+        if result is None:
+            return types.CompletionList(is_incomplete=True, items=[])
+        text = result["text"]
+        item = types.CompletionItem(
+            label=text.strip().splitlines()[0][:60] if text.strip() else text,
+            kind=types.CompletionItemKind.Text,
+            detail=f"ForgePilot ({result.get('mode')})",
+            insert_text=text,
+            text_edit=types.TextEdit(types.Range(params.position, params.position), text),
+            command=_accept_command(result),
+            sort_text="0",
+        )
+        return types.CompletionList(is_incomplete=True, items=[item])
+
+    @server.feature(types.TEXT_DOCUMENT_CODE_ACTION)
+    def code_action(ls: ForgePilotServer, params: types.CodeActionParams) -> list[types.Command]:
+        # Plain commands (the spec allows them as code actions): a CodeAction carrying a command is read back as a
+        # Command by lsprotocol's own union hook, so clients built on it would lose the action.
+        args = [params.text_document.uri, params.range]
+        return [types.Command(f"ForgePilot: {title}", cmd, arguments=args) for cmd, title in _TITLES.items()]
+
+    async def run_task(ls: ForgePilotServer, cmd: str, args: list[Any]) -> dict[str, Any]:
+        uri, raw_range = args[0], args[1]
+        rng = (
+            types.Range(types.Position(**raw_range["start"]), types.Position(**raw_range["end"]))
+            if isinstance(raw_range, dict)
+            else raw_range
+        )
+        doc = ls.workspace.get_text_document(uri)
+        code = doc.text_in_client_range(rng) if rng.start != rng.end else ""
+        if not code.strip():  # no selection: the whole document
+            code = doc.source
+        result = await ls.engine.task(
+            _TASK_OF[cmd], code, to_fs_path(uri) or uri, doc.language_id if _known(doc.language_id) else None
+        )
+        if cmd == CMD_EXPLAIN:
+            ls.window_show_message(types.ShowMessageParams(types.MessageType.Info, result["text"]))
+        return result
+
+    @server.command(CMD_EXPLAIN)
+    async def explain(ls: ForgePilotServer, *args: Any) -> dict[str, Any]:
+        return await run_task(ls, CMD_EXPLAIN, list(args))
+
+    @server.command(CMD_TESTS)
+    async def tests(ls: ForgePilotServer, *args: Any) -> dict[str, Any]:
+        return await run_task(ls, CMD_TESTS, list(args))
+
+    @server.command(CMD_DOCUMENT)
+    async def document(ls: ForgePilotServer, *args: Any) -> dict[str, Any]:
+        return await run_task(ls, CMD_DOCUMENT, list(args))
+
+    @server.command(CMD_ACCEPT)
+    async def accept(ls: ForgePilotServer, *args: Any) -> dict[str, Any]:
+        await ls.report("accepted", str(args[0]), int(args[1]) if len(args) > 1 else None)
+        return {"recorded": "accepted"}
+
+    @server.command(CMD_PARTIAL)
+    async def partial(ls: ForgePilotServer, *args: Any) -> dict[str, Any]:
+        await ls.report("partially_accepted", str(args[0]), int(args[1]) if len(args) > 1 else None)
+        return {"recorded": "partially_accepted"}
+
+    @server.command(CMD_REJECT)
+    async def reject(ls: ForgePilotServer, *args: Any) -> dict[str, Any]:
+        await ls.report("rejected", str(args[0]), 0)
+        return {"recorded": "rejected"}
+
+    return server

@@ -1,0 +1,105 @@
+"""A real LSP session over stdio: `forgepilot lsp` driven by pygls' client from initialize to shutdown."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+FAKE_CONFIG = """
+default_model = "fake:coder"
+
+[models."fake:coder"]
+family = "qwen2.5-coder"
+provider = "fake"
+"""
+
+
+async def test_inline_completion_code_action_and_telemetry(tmp_path: Path) -> None:
+    config = tmp_path / "forgepilot.toml"
+    config.write_text(FAKE_CONFIG)
+    state = tmp_path / "state"
+    env = {**os.environ, "FORGEPILOT_CONFIG": str(config), "FORGEPILOT_STATE_DIR": str(state)}
+    messages: list[str] = []
+    client = LanguageClient("forgepilot-test", "1")
+
+    @client.feature(types.WINDOW_SHOW_MESSAGE)
+    def show(params: types.ShowMessageParams) -> None:
+        messages.append(params.message)
+
+    await client.start_io(sys.executable, "-m", "forgepilot", "lsp", "--debounce-ms", "10", env=env)
+    try:
+        result = await client.initialize_async(
+            types.InitializeParams(capabilities=types.ClientCapabilities(), process_id=os.getpid())
+        )
+        assert result.server_info is not None and result.server_info.name == "forgepilot"
+        caps = result.capabilities
+        assert caps.inline_completion_provider and caps.code_action_provider and caps.completion_provider
+        assert caps.execute_command_provider is not None
+        assert "forgepilot.accept" in caps.execute_command_provider.commands
+        client.initialized(types.InitializedParams())
+
+        uri = (tmp_path / "calc.py").as_uri()
+        text = "def add(a, b):\n    \n"
+        client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, text)))
+        other = (tmp_path / "other.py").as_uri()
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(types.TextDocumentItem(other, "python", 1, "def sub(a, b):\n    pass\n"))
+        )
+        inline = await client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Automatic),
+                text_document=types.TextDocumentIdentifier(uri),
+                position=types.Position(1, 4),
+            )
+        )
+        assert inline is not None and not isinstance(inline, list)
+        item = inline.items[0]
+        assert item.insert_text == "pass" and item.command is not None and item.command.command == "forgepilot.accept"
+
+        completion = await client.text_document_completion_async(
+            types.CompletionParams(types.TextDocumentIdentifier(uri), types.Position(1, 4))
+        )
+        assert isinstance(completion, types.CompletionList) and completion.items[0].insert_text == "pass"
+
+        actions = await client.text_document_code_action_async(
+            types.CodeActionParams(
+                types.TextDocumentIdentifier(uri),
+                types.Range(types.Position(0, 0), types.Position(2, 0)),
+                types.CodeActionContext(diagnostics=[]),
+            )
+        )
+        assert actions is not None
+        titles = [a.title for a in actions if isinstance(a, types.Command)]
+        assert titles == [
+            "ForgePilot: Explain this code",
+            "ForgePilot: Generate unit tests",
+            "ForgePilot: Document this code",
+        ]
+        explain = next(a for a in actions if isinstance(a, types.Command) and "Explain" in a.title)
+        explained = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(explain.command, explain.arguments)
+        )
+        assert explained["task"] == "explain" and explained["template_id"] == "explain"
+
+        assert item.command.arguments is not None
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(item.command.command, item.command.arguments)
+        )
+        await client.shutdown_async(None)
+        client.exit(None)
+    finally:
+        server = client._server  # a failed assertion must not leave the server waiting for `exit`
+        if server is not None and server.returncode is None:
+            server.kill()
+        await client.stop()
+
+    assert messages and messages[-1] == "pass\n"  # the explanation is shown to the user
+    db = sqlite3.connect(state / "gateway.db")
+    events = db.execute("SELECT type, model, template_id, accepted_chars FROM events ORDER BY id").fetchall()
+    db.close()
+    assert ("accepted", "fake:coder", "complete", 4) in events and events[0][0] == "shown"

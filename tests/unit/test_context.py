@@ -1,0 +1,147 @@
+"""The context engine: similar windows against brute force, related definitions, the budget, rendering goldens."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from forgepilot.backends.fake import fake_tokens
+from forgepilot.backends.fim import fim_template
+from forgepilot.config import ContextSettings
+from forgepilot.context import ContextBuilder, Document, OpenFile, take_head, take_tail
+from forgepilot.context.similar import SimilarWindows
+from forgepilot.index import Indexer, Workspace
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+REPO = FIXTURES / "repos" / "python"
+GOLDEN = FIXTURES / "golden" / "context"
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def count(text: str) -> int:
+    return len(fake_tokens(text))
+
+
+def brute_force_best(prefix: str, text: str, window: int) -> tuple[int, float]:
+    query = {t for line in prefix.splitlines()[-window:] for t in _IDENT.findall(line)}
+    lines = text.splitlines()
+    best, best_score = 0, -1.0
+    for start in range(max(1, len(lines) - window + 1)):
+        tokens = {t for line in lines[start : start + window] for t in _IDENT.findall(line)}
+        score = len(tokens & query) / max(len(tokens | query), 1)
+        if score > best_score:
+            best, best_score = start, score
+    return best, best_score
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_similar_windows_match_brute_force_jaccard(seed: int) -> None:
+    rng = random.Random(seed)
+    vocab = [f"name{i}" for i in range(40)]
+    lines = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 5))) for _ in range(rng.randint(1, 120))]
+    text = "\n".join(lines)
+    prefix = "\n".join(" ".join(rng.choice(vocab) for _ in range(3)) for _ in range(rng.randint(1, 15)))
+    window = rng.choice([5, 10, 60])
+    found = SimilarWindows(window).best(prefix, [OpenFile("f.py", text)], top=1)
+    start, score = brute_force_best(prefix, text, window)
+    if score <= 0:
+        assert found == []
+        return
+    assert found[0].score == pytest.approx(round(score, 4))
+    # Ties may pick another window of equal score; the score of the chosen one must be the best.
+    _, chosen = brute_force_best(prefix, "\n".join(lines[found[0].start_line - 1 :]), window)
+    assert found[0].start_line - 1 == start or chosen == pytest.approx(score)
+
+
+def test_similar_keeps_the_best_files_and_drops_weak_ones() -> None:
+    prefix = "def total_price(items):\n    subtotal = sum(item.price for item in items)\n"
+    files = [
+        OpenFile("a.py", "def total_weight(items):\n    return sum(item.weight for item in items)\n"),
+        OpenFile("b.py", "import os\nprint(os.getcwd())\n"),
+        OpenFile(
+            "c.py", "def total_price(items):\n    subtotal = sum(item.price for item in items)\n    return subtotal\n"
+        ),
+    ]
+    found = SimilarWindows(60).best(prefix, files, top=4, min_score=0.1)
+    assert [s.path for s in found] == ["c.py", "a.py"]
+    assert found[0].score > found[1].score
+
+
+def test_take_head_and_tail_respect_the_budget_on_line_boundaries() -> None:
+    text = "".join(f"line_{i} = {i}\n" for i in range(200))
+    tail = take_tail(text, 50, count)
+    head = take_head(text, 50, count)
+    assert count(tail) <= 50 and text.endswith(tail) and tail.startswith("line_")
+    assert count(head) <= 50 and text.startswith(head) and head.endswith("\n")
+    assert take_tail(text, 0, count) == "" and take_head("", 10, count) == ""
+
+
+@pytest.fixture
+def indexed(tmp_path: Path) -> Workspace:
+    ws = Workspace(tmp_path / "ws")
+    Indexer(ws, embeddings=False).index(REPO)
+    return ws
+
+
+def checkout_doc() -> Document:
+    path = REPO / "src" / "shop" / "payments" / "checkout.py"
+    text = path.read_text()
+    return Document.at(str(path), text, offset=text.index("subtotal + tax"))
+
+
+def test_related_definitions_come_through_imports(indexed: Workspace) -> None:
+    builder = ContextBuilder(indexed)
+    doc = checkout_doc()
+    located = builder.locate(doc)
+    assert located is not None and located.path == "src/shop/payments/checkout.py" and located.file_id is not None
+    assert builder.related is not None
+    found = builder.related.collect(doc, located, 8)
+    labels = [s.label for s in found]
+    assert labels[:2] == ["Cart", "tax_cents"] and "Item" in labels
+    assert all(s.score == 1.0 for s in found)  # all of them in files the document imports
+
+
+def test_budget_is_never_exceeded_and_sources_are_reported(indexed: Workspace) -> None:
+    settings = ContextSettings(max_prompt_tokens=120)
+    builder = ContextBuilder(indexed, settings)
+    result = builder.build(
+        checkout_doc(), template=fim_template("deepseek-coder"), count=count, max_context=4096, max_tokens=64
+    )
+    assert sum(result.tokens.values()) <= result.budget == 120
+    assert result.tokens["suffix"] <= 120 * settings.suffix_share
+    assert sum(result.dropped.values()) > 0  # the related bodies did not all fit
+    assert {"related", "similar", "retrieved", "prefix_suffix", "budget", "render"} <= set(result.seconds)
+
+
+def test_context_off_sends_prefix_and_suffix_only(indexed: Workspace) -> None:
+    builder = ContextBuilder(indexed)
+    result = builder.build(
+        checkout_doc(),
+        template=fim_template("qwen2.5-coder"),
+        count=count,
+        max_context=4096,
+        max_tokens=64,
+        enabled=False,
+    )
+    assert result.snippets == [] and result.format == "repo-level"
+
+
+@pytest.mark.parametrize("family", ["qwen2.5-coder", "deepseek-coder", "starcoder2", "codellama", "plain"])
+def test_rendering_per_family_golden(indexed: Workspace, family: str) -> None:
+    builder = ContextBuilder(indexed)
+    recent = [OpenFile("notes/pricing.py", "def subtotal_of(cart):\n    subtotal = cart.total_cents()\n")]
+    result = builder.build(
+        checkout_doc(), template=fim_template(family), count=count, max_context=4096, max_tokens=64, recent=recent
+    )
+    rendered = (
+        f"format: {result.format}\nraw: {result.raw}\n--- prompt ---\n{result.prompt}\n--- suffix ---\n{result.suffix}"
+    )
+    golden = GOLDEN / f"{family}.txt"
+    if os.environ.get("FORGEPILOT_UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(rendered, encoding="utf-8")
+    assert rendered == golden.read_text(encoding="utf-8")

@@ -1,0 +1,157 @@
+"""Golden cases for completion modes and post-processing: the text an editor would insert, and why."""
+
+from __future__ import annotations
+
+import pytest
+
+from forgepilot.assist.postprocess import infer_mode, postprocess
+from forgepilot.syntax.languages import LANGUAGES
+
+PY = LANGUAGES["python"]
+TS = LANGUAGES["typescript"]
+GO = LANGUAGES["go"]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "suffix", "lang", "mode"),
+    [
+        ("def f(x):\n    return x +", "\n", PY, "inline"),
+        ("print(", ")\n", PY, "inline"),
+        ("def f(x):", "\n", PY, "in-block"),
+        ("def f(x):\n    ", "\n", PY, "in-block"),
+        ("def f(x):\n    y = 1\n    ", "\n", PY, "in-block"),
+        ("def f(x):\n    return x\n\n", "", PY, "after-block"),
+        ("", "", PY, "after-block"),
+        ("function f(x) {\n  ", "\n}\n", TS, "in-block"),
+        ("function f(x) {\n  return x;\n}\n\n", "", TS, "after-block"),
+        ("func f() {", "\n}\n", GO, "in-block"),
+    ],
+)
+def test_mode_is_inferred_from_the_cursor(prefix: str, suffix: str, lang: object, mode: str) -> None:
+    assert infer_mode(prefix, suffix, lang) == mode  # type: ignore[arg-type]
+
+
+CASES = [
+    # (name, prefix, raw, suffix, mode, lang, expected text, expected reason, steps)
+    (
+        "inline keeps one line",
+        "x = compute(",
+        "1, 2)\ny = 3\n",
+        ")\n",
+        "inline",
+        PY,
+        "1, 2",
+        None,
+        ["inline_one_line", "suffix_repeat"],
+    ),
+    (
+        "inline drops what the line already has",
+        "total = add(a",
+        ", b)",
+        ")\n",
+        "inline",
+        PY,
+        ", b",
+        None,
+        ["suffix_repeat"],
+    ),
+    (
+        "in-block stops at the dedent",
+        "def f(xs):\n    ",
+        "total = sum(xs)\n    return total\n\ndef g():\n    pass\n",
+        "\n",
+        "in-block",
+        PY,
+        "total = sum(xs)\n    return total",
+        None,
+        ["block_end"],
+    ),
+    (
+        "in-block stops at the closing brace",
+        "function f(xs: number[]) {\n  ",
+        "const t = xs.reduce((a, b) => a + b, 0);\n  return t;\n}\n\nfunction g() {}\n",
+        "\n}\n",
+        "in-block",
+        TS,
+        "const t = xs.reduce((a, b) => a + b, 0);\n  return t;",
+        None,
+        ["block_end"],
+    ),
+    (
+        "in-block drops lines the suffix already holds",
+        "def f(xs):\n    total = 0\n    ",
+        "for x in xs:\n        total += x\n    return total\n",
+        "\n    return total\n",
+        "in-block",
+        PY,
+        "for x in xs:\n        total += x",
+        None,
+        ["suffix_repeat"],
+    ),
+    (
+        "after-block keeps the first definition",
+        "def f():\n    return 1\n\n\n",
+        "def g():\n    return 2\n\n\ndef h():\n    return 3\n",
+        "",
+        "after-block",
+        PY,
+        "def g():\n    return 2",
+        None,
+        ["first_block"],
+    ),
+    (
+        "after-block in braces",
+        "func a() int {\n\treturn 1\n}\n\n",
+        "func b() int {\n\treturn 2\n}\n\nfunc c() {}\n",
+        "",
+        "after-block",
+        GO,
+        "func b() int {\n\treturn 2\n}",
+        None,
+        ["first_block"],
+    ),
+    ("whitespace only", "x = ", "  \n\n", "\n", "inline", PY, "", "empty_generation", []),
+    ("repeats the suffix only", "foo(", ")", ")\n", "inline", PY, "", "repeats_suffix", ["suffix_repeat"]),
+    (
+        "a line that breaks the parse is trimmed",
+        "def f(x):\n    ",
+        "y = x * 2\n    return (y",
+        "\n",
+        "in-block",
+        PY,
+        "y = x * 2",
+        None,
+        ["parse_trim"],
+    ),
+    ("nothing parses", "def f(x):\n    return ", "x +* )", "\n", "inline", PY, "", "breaks_parse", []),
+    (
+        "capped at max lines",
+        "def f():\n    ",
+        "\n    ".join(f"a{i} = {i}" for i in range(10)),
+        "\n",
+        "in-block",
+        PY,
+        "a0 = 0\n    a1 = 1\n    a2 = 2",
+        None,
+        ["max_lines"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "raw", "suffix", "mode", "lang", "text", "reason", "steps"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_postprocess_golden(
+    prefix: str, raw: str, suffix: str, mode: str, lang: object, text: str, reason: str | None, steps: list[str]
+) -> None:
+    max_lines = 3 if raw.startswith("a0") else 40
+    out = postprocess(raw, prefix=prefix, suffix=suffix, mode=mode, language=lang, max_lines=max_lines)  # type: ignore[arg-type]
+    assert (out.text, out.reason, out.steps) == (text, reason, steps)
+
+
+def test_parse_check_is_skipped_when_the_document_did_not_parse() -> None:
+    # The user is mid-edit (the prefix does not parse): the completion is not blamed for the breakage.
+    out = postprocess("b, c", prefix="x = f(a, ", suffix="\ny = (", mode="inline", language=PY, max_lines=1)
+    assert out.text == "b, c" and out.reason is None
