@@ -73,11 +73,17 @@ def test_similar_keeps_the_best_files_and_drops_weak_ones() -> None:
 
 def test_take_head_and_tail_respect_the_budget_on_line_boundaries() -> None:
     text = "".join(f"line_{i} = {i}\n" for i in range(200))
-    tail = take_tail(text, 50, count)
-    head = take_head(text, 50, count)
-    assert count(tail) <= 50 and text.endswith(tail) and tail.startswith("line_")
-    assert count(head) <= 50 and text.startswith(head) and head.endswith("\n")
-    assert take_tail(text, 0, count) == "" and take_head("", 10, count) == ""
+    for budget in (1, 7, 50, 333, 10_000):
+        tail, tail_tokens = take_tail(text, budget, count)
+        head, head_tokens = take_head(text, budget, count)
+        assert tail_tokens == count(tail) <= budget and text.endswith(tail)
+        assert head_tokens == count(head) <= budget and text.startswith(head)
+        # Whole lines, and as many as fit: one more line would exceed the budget.
+        assert tail == "" or tail.startswith("line_")
+        assert head == "" or head.endswith("\n")
+        if tail != text:
+            assert count(text.splitlines(keepends=True)[-len(tail.splitlines()) - 1]) + tail_tokens > budget
+    assert take_tail(text, 0, count) == ("", 0) and take_head("", 10, count) == ("", 0)
 
 
 @pytest.fixture

@@ -33,6 +33,10 @@ _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
 Responder = Callable[[str], str]
 
 
+def _count_fake_tokens(text: str) -> int:
+    return len(_TOKEN.findall(text))
+
+
 def fake_tokens(text: str) -> list[str]:
     """Split text the way the fake tokenizer does: runs of word characters, whitespace, or one symbol each."""
     return _TOKEN.findall(text)
@@ -136,7 +140,7 @@ class FakeBackend(Backend):
         return await collect(self.stream_chat(request), self.name, Stopwatch(), builtin_price_table())
 
     def token_counter(self) -> Callable[[str], int]:
-        return lambda text: len(fake_tokens(text))
+        return _count_fake_tokens
 
     async def tokenize(self, text: str) -> list[int]:
         return [zlib.crc32(piece.encode("utf-8")) & 0x7FFFFFFF for piece in fake_tokens(text)]

@@ -141,10 +141,29 @@ class LlamaHost:
 
     # Tokenization reads only the vocabulary, so it may run beside generation on another thread.
     def tokenize_text(self, text: str) -> list[int]:
-        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else []
+        return self._tokenize(text, special=False)
 
     def tokenize_special(self, text: str) -> list[int]:
-        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else []
+        return self._tokenize(text, special=True)
+
+    def _tokenize(self, text: str, *, special: bool) -> list[int]:
+        # llama-cpp-python's own tokenize allocates a zeroed buffer of the training context (32k tokens for
+        # Qwen) on every call: ~0.3 ms for a one-line text. A text never has more tokens than bytes (+ a few
+        # specials), so a buffer of that size is enough; a too small buffer is reported and retried exactly.
+        if not text:
+            return []
+        llama_cpp = import_llama_cpp()
+        data = text.encode("utf-8")
+        size = len(data) + 8
+        buf = (llama_cpp.llama_token * size)()
+        n = llama_cpp.llama_tokenize(self.llm._model.vocab, data, len(data), buf, size, False, special)
+        if n < 0:
+            size = -n
+            buf = (llama_cpp.llama_token * size)()
+            n = llama_cpp.llama_tokenize(self.llm._model.vocab, data, len(data), buf, size, False, special)
+            if n < 0:
+                raise BackendError(f"llama.cpp could not tokenize a text of {len(data)} bytes", backend=self.path.name)
+        return list(buf[:n])
 
     def bos(self) -> list[int]:
         return [int(self.llm.token_bos())] if self.add_bos else []
@@ -286,6 +305,7 @@ class LlamaCppBackend(Backend):
         self.supports_fim = template.supports_fim
         self.max_context = self.settings.n_ctx
         self._host: LlamaHost | None = None
+        self._counter: Callable[[str], int] | None = None
 
     @property
     def host(self) -> LlamaHost:
@@ -405,8 +425,12 @@ class LlamaCppBackend(Backend):
         return await asyncio.to_thread(self.host.tokenize_text, text)
 
     def token_counter(self) -> Callable[[str], int]:
-        host = self.host  # tokenization reads only the vocabulary: safe beside a generation on the worker
-        return lambda text: len(host.tokenize_text(text))
+        # One function per backend, so callers can cache counts by it. Tokenization reads only the vocabulary:
+        # safe beside a generation running on the worker thread.
+        if self._counter is None:
+            host = self.host
+            self._counter = lambda text: len(host.tokenize_text(text))
+        return self._counter
 
     def vocab_token_ids(self, text: str) -> list[int]:
         """How the model's vocabulary tokenizes ``text`` when control tokens are allowed (for template checks)."""

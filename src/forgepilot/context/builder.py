@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,36 +29,98 @@ from forgepilot.syntax.languages import detect_language
 TokenCounter = Callable[[str], int]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RETRIEVAL_QUERY_LINES = 12
-_SNIPPET_OVERHEAD_TOKENS = 12  # path line and separators around each snippet
+_RETRIEVAL_QUERY_TERMS = 16  # the identifiers nearest the cursor
+# Keywords of the languages we parse match everywhere: they only slow BM25 down.
+_STOP = frozenset(
+    "def class return self import from none true false for while with elif else and not pass lambda yield "
+    "async await raise try except finally func var let const function new this public private protected static "
+    "void int string bool null nil package struct interface".split()
+)
+_SNIPPET_OVERHEAD_TOKENS = 12
+_GROUP = 16  # lines counted together when trimming prefix and suffix  # path line and separators around each snippet
 
 
-def take_tail(text: str, budget: int, count: TokenCounter) -> str:
-    """The longest run of whole lines at the end of ``text`` within ``budget`` tokens (the cursor's line whole)."""
+class CachedCounter:
+    """Token counts by text, remembered: editors resend mostly unchanged lines and snippets on every keystroke.
+
+    Counting line by line (and summing) lets the prefix and suffix be trimmed on line boundaries without
+    re-tokenizing the whole text for every candidate length.
+    """
+
+    def __init__(self, count: TokenCounter, entries: int = 65536) -> None:
+        self.count = count
+        self.entries = entries
+        self._cache: OrderedDict[str, int] = OrderedDict()
+
+    def __call__(self, text: str) -> int:
+        found = self._cache.get(text)
+        if found is not None:
+            self._cache.move_to_end(text)
+            return found
+        n = self.count(text)
+        self._cache[text] = n
+        if len(self._cache) > self.entries:
+            self._cache.popitem(last=False)
+        return n
+
+
+def _groups_backward(n: int) -> list[tuple[int, int]]:
+    """Line ranges of ``_GROUP`` lines aligned to the start, last first (the last one may be partial)."""
+    out = []
+    end = n
+    start = (n - 1) // _GROUP * _GROUP if n else 0
+    while end > 0:
+        out.append((start, end))
+        end, start = start, max(0, start - _GROUP)
+    return out
+
+
+def take_tail(text: str, budget: int, count: TokenCounter) -> tuple[str, int]:
+    """The longest run of whole lines at the end of ``text`` within ``budget`` tokens, and its token count.
+
+    Lines are counted in groups of ``_GROUP`` aligned to the start of ``text``, so while the user types only the
+    cursor's group is new to the (caching) counter; the group at the edge of the budget is counted line by line.
+    """
     if budget <= 0 or not text:
-        return ""
-    # Start from a character window a little larger than the budget could need, then drop lines until it fits.
-    window = text[-budget * 6 :]
-    if len(window) < len(text):
-        cut = window.find("\n")
-        window = window[cut + 1 :] if cut >= 0 else window
-    while window and count(window) > budget:
-        cut = window.find("\n", max(1, len(window) // 8))
-        window = window[cut + 1 :] if cut >= 0 else ""
-    return window
+        return "", 0
+    lines = text.splitlines(keepends=True)
+    used, first = 0, len(lines)
+    for a, b in _groups_backward(len(lines)):
+        n = count("".join(lines[a:b]))
+        if used + n <= budget:
+            used, first = used + n, a
+            continue
+        for i in range(b - 1, a - 1, -1):
+            n = count(lines[i])
+            if used + n > budget:
+                break
+            used, first = used + n, i
+        break
+    return "".join(lines[first:]), used
 
 
-def take_head(text: str, budget: int, count: TokenCounter) -> str:
-    """The longest run of whole lines at the start of ``text`` within ``budget`` tokens."""
+def take_head(text: str, budget: int, count: TokenCounter) -> tuple[str, int]:
+    """The longest run of whole lines at the start of ``text`` within ``budget`` tokens, and its token count.
+
+    The first line (the rest of the cursor's line) is counted alone; later lines in groups of ``_GROUP``.
+    """
     if budget <= 0 or not text:
-        return ""
-    window = text[: budget * 6]
-    if len(window) < len(text):
-        cut = window.rfind("\n")
-        window = window[: cut + 1] if cut >= 0 else window
-    while window and count(window) > budget:
-        cut = window.rfind("\n", 0, len(window) - max(1, len(window) // 8))
-        window = window[: cut + 1] if cut >= 0 else ""
-    return window
+        return "", 0
+    lines = text.splitlines(keepends=True)
+    ranges = [(0, 1)] + [(a, min(a + _GROUP, len(lines))) for a in range(1, len(lines), _GROUP)]
+    used, end = 0, 0
+    for a, b in ranges:
+        n = count("".join(lines[a:b]))
+        if used + n <= budget:
+            used, end = used + n, b
+            continue
+        for i in range(a, b):
+            n = count(lines[i])
+            if used + n > budget:
+                break
+            used, end = used + n, i + 1
+        break
+    return "".join(lines[:end]), used
 
 
 class ContextBuilder:
@@ -80,6 +143,18 @@ class ContextBuilder:
         )
         self.searcher = Searcher(workspace) if workspace else None
         self._nearby_lines = FileLines()
+        self._counters: dict[int, CachedCounter] = {}
+
+    def cached(self, count: TokenCounter) -> CachedCounter:
+        """A remembering wrapper of ``count`` (one per serving model's counter)."""
+        if isinstance(count, CachedCounter):
+            return count
+        found = self._counters.get(id(count))
+        if found is None or found.count is not count:
+            if len(self._counters) >= 8:  # a few models at most; never grow without bound
+                self._counters.clear()
+            found = self._counters[id(count)] = CachedCounter(count)
+        return found
 
     def locate(self, doc: Document) -> Located | None:
         if self.workspace is None:
@@ -140,12 +215,19 @@ class ContextBuilder:
     def _retrieve(self, doc: Document, located: Located) -> list[Snippet]:
         assert self.searcher is not None
         lines = doc.prefix.splitlines()[-_RETRIEVAL_QUERY_LINES:]
-        query = " ".join(dict.fromkeys(w for line in lines for w in _IDENT.findall(line) if len(w) > 2))
+        words = [w for line in reversed(lines) for w in _IDENT.findall(line) if len(w) > 2 and w not in _STOP]
+        query = " ".join(list(dict.fromkeys(words))[:_RETRIEVAL_QUERY_TERMS])
         if not query:
             return []
         filters = Filters(repos=(located.repository.root,), language=doc.language.name if doc.language else None)
+        # Per keystroke, BM25 over the identifiers before the cursor (vectors optional): the symbol-name search
+        # of hybrid mode costs tens of milliseconds and is what *related* context already does better.
         hits = self.searcher.search(
-            query, limit=self.settings.retrieved_top + 4, filters=filters, vectors=self.settings.retrieved_vectors
+            query,
+            limit=self.settings.retrieved_top + 4,
+            filters=filters,
+            mode="hybrid" if self.settings.retrieved_vectors else "lexical",
+            vectors=self.settings.retrieved_vectors,
         )
         out = []
         for hit in hits:
@@ -169,20 +251,22 @@ class ContextBuilder:
     ) -> ContextResult:
         """The prompt for completing ``doc`` at its cursor; ``enabled=False`` sends prefix and suffix alone."""
         s = self.settings
+        count = self.cached(count)
         budget = max_context - max_tokens
         if s.max_prompt_tokens is not None:
             budget = min(budget, s.max_prompt_tokens)
         budget = max(budget, 16)
         seconds: dict[str, float] = {}
         t = time.perf_counter()
-        suffix = take_head(doc.suffix, int(budget * s.suffix_share), count) if template.supports_fim else ""
+        suffix, suffix_tokens = (
+            take_head(doc.suffix, int(budget * s.suffix_share), count) if template.supports_fim else ("", 0)
+        )
         # The cursor's line after the cursor is kept even when the suffix budget is tiny: it decides inline mode.
         if template.supports_fim and not suffix and doc.suffix:
             suffix = doc.suffix.split("\n", 1)[0]
-        suffix_tokens = count(suffix) if suffix else 0
+            suffix_tokens = count(suffix)
         snippet_reserve = int(budget * s.snippet_share) if enabled else 0
-        prefix = take_tail(doc.prefix, max(budget - suffix_tokens - snippet_reserve, 8), count)
-        prefix_tokens = count(prefix) if prefix else 0
+        prefix, prefix_tokens = take_tail(doc.prefix, max(budget - suffix_tokens - snippet_reserve, 8), count)
         seconds["prefix_suffix"] = time.perf_counter() - t
 
         located = self.locate(doc) if enabled else None

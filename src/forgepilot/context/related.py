@@ -174,20 +174,53 @@ class RelatedDefinitions:
                 want(name, 0.0)
         if not wanted:
             return []
-        names = list(wanted)[:400]
+        names = [n for n in wanted if len(n) > 1][:400]
+        if not names:
+            return []
+        repo_id = located.repository.id
+        marks = ",".join("?" * len(names))
+        # Two steps: how many definitions each name has (cheap), then the full rows of only those that can score:
+        # names defined once, wanted types, and definitions in imported files or the same directory.
+        counts = dict(
+            self.store.conn.execute(
+                # COLLATE NOCASE lets SQLite use the (case-insensitive) name index; exact case is kept by GROUP BY.
+                # CROSS JOIN keeps symbols as the outer loop: the planner would otherwise walk every file of the repo.
+                "SELECT symbols.name, count(*) FROM symbols CROSS JOIN files ON files.id = symbols.file_id "
+                f"WHERE symbols.name COLLATE NOCASE IN ({marks}) AND files.repo_id = ? GROUP BY symbols.name",
+                [*names, repo_id],
+            ).fetchall()
+        )
+        sure = [n for n in names if counts.get(n) == 1 or (wanted[n] > 0 and n in counts)]
+        targets = sorted(outline.import_targets)
+        here = posixpath.dirname(located.path)
+        clauses = [f"symbols.name IN ({','.join('?' * len(sure))})"] if sure else []
+        params: list[Any] = list(sure)
+        if targets:
+            clauses.append(f"symbols.file_id IN ({','.join('?' * len(targets))})")
+            params += targets
+        # Same-directory definitions only for names defined a few times: common names would flood the query.
+        rare = [n for n in names if 0 < counts.get(n, 0) <= 5]
+        if rare:
+            clauses.append(
+                f"(symbols.name IN ({','.join('?' * len(rare))}) "
+                "AND files.path LIKE ? ESCAPE '\\' AND files.path NOT LIKE ? ESCAPE '\\')"
+            )
+            escaped = here.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params += [*rare, *([f"{escaped}/%", f"{escaped}/%/%"] if here else ["%", "%/%"])]
+        if not clauses:
+            return []
         rows = self.store.conn.execute(
             "SELECT symbols.name, symbols.qualified_name, symbols.kind, symbols.signature, symbols.doc, "
             "symbols.start_line, symbols.end_line, files.id AS file_id, files.path FROM symbols "
-            "JOIN files ON files.id = symbols.file_id WHERE files.repo_id = ? AND symbols.name IN ({})".format(
-                ",".join("?" * len(names))
-            ),
-            [located.repository.id, *names],
+            f"CROSS JOIN files ON files.id = symbols.file_id WHERE symbols.name COLLATE NOCASE IN ({marks}) "
+            f"AND files.repo_id = ? AND ({' OR '.join(clauses)})",
+            [*names, repo_id, *params],
         ).fetchall()
         by_name: dict[str, list[Any]] = {}
+        exact = set(names)
         for r in rows:
-            if r["file_id"] != located.file_id:
+            if r["file_id"] != located.file_id and r["name"] in exact:
                 by_name.setdefault(r["name"], []).append(r)
-        here = posixpath.dirname(located.path)
         scored: list[tuple[float, int, Any]] = []
         order = {name: i for i, name in enumerate(names)}
         for name, defs in by_name.items():
@@ -198,9 +231,9 @@ class RelatedDefinitions:
                     score = wanted[name]
                 elif posixpath.dirname(r["path"]) == here:
                     score = SCORE_SAME_DIR
-                elif len(defs) == 1 and name in outline.imported_names:
+                elif counts.get(name) == 1 and name in outline.imported_names:
                     score = SCORE_IMPORTED
-                elif len(defs) == 1:
+                elif counts.get(name) == 1:
                     score = SCORE_UNIQUE
                 else:
                     continue  # an ambiguous name: a guess would cost tokens and may mislead

@@ -111,6 +111,14 @@ class _Instrument:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # Server-Timing: how long the gateway held the request and how much of it the model took, so a
+                # client can tell the gateway's own overhead from the model's time.
+                total_ms = (time.perf_counter() - started) * 1000
+                timing = f"total;dur={total_ms:.3f}"
+                model_s = scope.get("state", {}).get("model_s")
+                if model_s is not None:
+                    timing += f", model;dur={model_s * 1000:.3f}"
+                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", timing.encode())]}
             await send(message)
 
         self.metrics.inflight.inc()
@@ -204,26 +212,33 @@ def create_app(
         return guard.check(authorization, client)
 
     async def until_disconnect(request: Request, work: Callable[[CancelToken], Awaitable[T]]) -> T:
-        """Run ``work``; if the client goes away first, cancel it (the model stops generating) and give up."""
+        """Run ``work``; if the client goes away first, cancel it (the model stops generating) and give up.
+
+        One watcher task per request waits for the ASGI disconnect message and cancels the request's own task.
+        """
         token = CancelToken()
-        task = asyncio.ensure_future(work(token))
-        watcher = asyncio.ensure_future(_wait_disconnect(request))
+        current = asyncio.current_task()
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            await _wait_disconnect(request)
+            gone = True
+            token.cancel()
+            if current is not None:
+                current.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
         try:
-            done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            return await work(token)
         except asyncio.CancelledError:
             token.cancel()
-            task.cancel()
+            if gone:
+                metrics.cancelled.inc()
+                raise _ClientGone from None
             raise
         finally:
             watcher.cancel()
-        if task in done:
-            return task.result()
-        token.cancel()
-        task.cancel()
-        metrics.cancelled.inc()
-        with contextlib.suppress(BaseException):
-            await task
-        raise _ClientGone
 
     def model_or_404(name: str | None) -> str:
         name = name or settings.default_model
@@ -333,7 +348,9 @@ def create_app(
 
             return StreamingResponse(sse(first, stream, frame, token), media_type="text/event-stream")
 
+        t = time.perf_counter()
         result = await until_disconnect(request, lambda token: backend.complete(make(token)))
+        request.state.model_s = time.perf_counter() - t
         count_tokens(backend.name, result.usage)
         return {
             "id": cid,
@@ -396,7 +413,9 @@ def create_app(
 
             return StreamingResponse(sse(first, stream, frame, token), media_type="text/event-stream")
 
+        t = time.perf_counter()
         result = await until_disconnect(request, lambda token: backend.chat(make(token)))
+        request.state.model_s = time.perf_counter() - t
         count_tokens(backend.name, result.usage)
         return {
             "id": cid,
@@ -461,6 +480,7 @@ def create_app(
             use_cache=body.cache,
         )
         result = await until_disconnect(request, lambda token: assistant.completions.complete(inp, token))
+        request.state.model_s = result.timings.get("model", 0.0)
         metrics.cache.labels("hit" if result.cached else "miss").inc()
         for stage in ("context", "render", "first_token", "model", "postprocess", "total"):
             if stage in result.timings:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import asyncio
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 # Completion stages run from sub-millisecond (cache, post-processing) to tens of seconds (a CPU model).
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -31,9 +33,19 @@ class GatewayMetrics:
         self.cancelled = Counter("forgepilot_cancelled", "Requests cancelled by the client mid-flight", registry=r)
         self.cache = Counter("forgepilot_completion_cache", "Completion cache lookups", ["result"], registry=r)
         self.events = Counter("forgepilot_events", "Telemetry events recorded, by type", ["type"], registry=r)
+        ProcessCollector(registry=r)  # resident memory, CPU seconds, open file descriptors
+        self.tasks = Gauge("forgepilot_asyncio_tasks", "asyncio tasks alive in the server loop", registry=r)
+        self.tasks.set_function(_task_count)
         self.empty = Counter(
             "forgepilot_empty_completions", "Completions returned empty, by reason", ["reason"], registry=r
         )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _task_count() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # scraped outside the event loop
+        return 0.0
