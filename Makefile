@@ -42,11 +42,12 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
-# The main job on the embedded defaults: assemble and verify the model, then complete code at a cursor (FIM).
+# The main job on the embedded defaults: assemble and verify the model, index this repository, then serve the
+# assistant (OpenAI-compatible API, task endpoints, LSP via `forgepilot lsp --server URL`) on 127.0.0.1:8765.
+PORT ?= 8765
 run: $(VENV)/.installed
 	$(BIN)/forgepilot models prepare
-	@echo "--- completing examples/stats.py at 12:1 with the embedded model ---"
-	$(BIN)/forgepilot complete examples/stats.py --at 12:1 --max-tokens 64
+	$(BIN)/forgepilot serve . --port $(PORT)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
@@ -61,6 +62,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/forgepilot models prepare
 	$(BIN)/python benchmarks/backend.py
 	$(BIN)/python benchmarks/index.py
+	$(BIN)/python benchmarks/assist.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

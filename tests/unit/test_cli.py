@@ -137,3 +137,15 @@ def test_cursor_offset_counts_characters_not_bytes() -> None:
     assert cursor_offset(text, None) == len(text)
     with pytest.raises(UserError):
         cursor_offset(text, "0:1")
+
+
+def test_keys_create_list_revoke(capsys: pytest.CaptureFixture[str]) -> None:
+    code, key, _ = run(capsys, "keys", "create", "laptop", "--rate", "30")
+    assert code == 0 and key.strip().startswith("fp-")
+    code, out, _ = run(capsys, "keys", "list", "--json")
+    listed = json.loads(out)
+    assert [(k["name"], k["rate_per_minute"], k["revoked_at"]) for k in listed] == [("laptop", 30, None)]
+    assert key.strip() not in out  # never shown again
+    assert run(capsys, "keys", "revoke", "laptop")[0] == 0
+    code, _, err = run(capsys, "keys", "revoke", "laptop")
+    assert code == 2 and "no active API key named 'laptop'" in err

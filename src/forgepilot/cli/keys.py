@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from forgepilot.cli._common import err, out, print_json, settings
-from forgepilot.gateway.store import GatewayStore
+
+if TYPE_CHECKING:
+    from forgepilot.gateway.store import GatewayStore
 
 app = typer.Typer(help="API keys for the gateway (required when it is bound beyond loopback).", no_args_is_help=True)
 
 
 def gateway_store() -> GatewayStore:
+    from forgepilot.gateway.store import GatewayStore  # the gateway stack loads only for commands that use it
+
     return GatewayStore(settings().state_dir / "gateway.db")
 
 

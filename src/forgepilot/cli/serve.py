@@ -13,11 +13,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from forgepilot.assist import Assistant
 from forgepilot.cli._common import err, settings
 from forgepilot.cli.index import index_paths
 from forgepilot.errors import ConfigError
-from forgepilot.gateway import GatewayStore, create_app, is_loopback
 
 
 def _connect_help(url: str, model: str, key_hint: str | None) -> str:
@@ -49,6 +47,9 @@ def serve(
 ) -> None:
     """Index PATHs, then serve the OpenAI-compatible API and the assistant's endpoints over HTTP."""
     import uvicorn
+
+    from forgepilot.assist import Assistant
+    from forgepilot.gateway import GatewayStore, create_app, is_loopback
 
     s = settings()
     overrides = {}
