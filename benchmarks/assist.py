@@ -21,6 +21,7 @@ import platform
 import random
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
-# The fake backend's fixed latency (4 tokens); a real completion takes 100 ms or more on any hardware.
+# The fake backend's fixed latency (spread over its reply's tokens); a real completion takes 100 ms or more.
 LOAD_LATENCY_S = float(os.environ.get("FP_BENCH_BACKEND_MS", "50")) / 1000
 
 
@@ -211,24 +212,28 @@ def serve_fake(port_file: str) -> None:
     import uvicorn
 
     from forgepilot.assist import Assistant
-    from forgepilot.backends.fake import FakeBackend
+    from forgepilot.backends.fake import FakeBackend, fake_tokens
     from forgepilot.config import load_settings
     from forgepilot.gateway import GatewayStore, create_app
+    from forgepilot.gateway.net import listen_socket
 
     state = Path(tempfile.mkdtemp(prefix="fp-load-"))
     settings = load_settings(state_dir=state, default_model="fake:load", gateway={"rate_limit_per_minute": 0})
-    backend = FakeBackend("fake:load", replies=["a + b\n"], delay_s=LOAD_LATENCY_S / 4)  # 4 tokens
+    reply = "a + b\n"
+    backend = FakeBackend("fake:load", replies=[reply], delay_s=LOAD_LATENCY_S / len(fake_tokens(reply)))
     assistant = Assistant(settings, workspace=None, preset={"fake:load": backend})
     app = create_app(assistant, store=GatewayStore(state / "gateway.db"), auth_required=False)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", access_log=False, lifespan="off")
     )
 
+    sock = listen_socket("127.0.0.1", 0)
+
     async def run() -> None:
-        task = asyncio.create_task(server.serve())
+        task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:
             await asyncio.sleep(0.02)
-        Path(port_file).write_text(str(server.servers[0].sockets[0].getsockname()[1]))
+        Path(port_file).write_text(str(sock.getsockname()[1]))
         await task
 
     asyncio.run(run())
@@ -270,6 +275,8 @@ class _Connection:
     async def send(self, path: str, payload: bytes) -> None:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            sock = self.writer.get_extra_info("socket")
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(payload)}\r\n\r\n"

@@ -50,6 +50,7 @@ def serve(
 
     from forgepilot.assist import Assistant
     from forgepilot.gateway import GatewayStore, create_app, is_loopback
+    from forgepilot.gateway.net import listen_socket
 
     s = settings()
     overrides = {}
@@ -77,17 +78,24 @@ def serve(
         # Opens the model file (llama.cpp) now, so that a missing model fails here and the first request is fast.
         assistant.models.get(s.default_model).token_counter()("warm up")
     app = create_app(assistant, store=store, auth_required=required)
-    config = uvicorn.Config(app, host=gw.host, port=gw.port, log_level="warning", access_log=False, lifespan="on")
+    try:
+        sock = listen_socket(gw.host, gw.port)
+    except OSError as exc:
+        store.close()
+        raise ConfigError(
+            f"could not listen on {gw.host}:{gw.port}: {exc.strerror}", hint="pick another --port (0 picks a free one)"
+        ) from exc
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
 
     async def run() -> None:
-        task = asyncio.create_task(server.serve())
+        task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.05)
         if server.started:
-            sock = server.servers[0].sockets[0].getsockname()
-            shown_host = sock[0] if ":" not in sock[0] else f"[{sock[0]}]"
-            url = f"http://{shown_host}:{sock[1]}"
+            bound = sock.getsockname()
+            shown_host = bound[0] if ":" not in bound[0] else f"[{bound[0]}]"
+            url = f"http://{shown_host}:{bound[1]}"
             print(_connect_help(url, s.default_model, "$FORGEPILOT_API_KEY" if required else None), flush=True)
         await task
         await assistant.aclose()
