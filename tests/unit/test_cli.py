@@ -149,3 +149,25 @@ def test_keys_create_list_revoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "keys", "revoke", "laptop")[0] == 0
     code, _, err = run(capsys, "keys", "revoke", "laptop")
     assert code == 2 and "no active API key named 'laptop'" in err
+
+
+def test_suggest_uses_the_serving_path(fake_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "a.py"
+    src.write_text("def add(a, b):\n    \n\nprint(add(1, 2))\n", encoding="utf-8")
+    code, out, err = run(capsys, "suggest", str(src), "--at", "2:5", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["text"] == "pass" and data["why"]["mode"] == "in-block" and data["why"]["template_id"] == "complete"
+    assert run(capsys, "suggest", str(src), "--mode", "sideways")[0] == 2
+
+
+def test_task_commit_from_stdin_and_missing_input(
+    fake_config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"--- a/x\n+++ b/x\n-a\n+b\n")))
+    code, out, _ = run(capsys, "task", "commit", "-", "--json")
+    assert code == 0 and json.loads(out)["template"]["template_id"] == "commit"
+    code, _, err = run(capsys, "task", "explain")
+    assert code == 2 and "needs a non-empty 'code'" in err

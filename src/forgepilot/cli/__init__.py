@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from forgepilot import __version__
-from forgepilot.cli import chat, complete, doctor, index, keys, lsp, models, serve
+from forgepilot.cli import assist, chat, complete, doctor, index, keys, lsp, models, serve
 from forgepilot.cli._common import err
 from forgepilot.errors import EXIT_CODES, ForgePilotError
 
@@ -33,6 +33,8 @@ app.command()(doctor.doctor)
 app.command()(index.index)
 app.command()(index.search)
 app.command()(index.symbols)
+app.command()(assist.suggest)
+app.command()(assist.task)
 app.command()(serve.serve)
 app.command()(lsp.lsp)
 app.add_typer(models.app, name="models")
