@@ -60,22 +60,26 @@ class ModelPool:
         self._backends: dict[str, Backend] = dict(preset or {})
         self._preset = set(self._backends)
         self._lock = threading.Lock()
+        # Settings and presets are fixed for the pool's life: the names are listed once, not per request.
+        names = list(self._backends)
+        names += [m.name for m in list_models(settings) if m.name not in names]
+        if LOCAL_EMBEDDER not in names:
+            names.append(LOCAL_EMBEDDER)
+        self._names = names
+        self._known = frozenset(names)
 
     def names(self) -> list[str]:
         """Every model a request may name, in a stable order."""
-        names = list(self._preset)
-        names += [m.name for m in list_models(self.settings) if m.name not in names]
-        if LOCAL_EMBEDDER not in names:
-            names.append(LOCAL_EMBEDDER)
-        return names
+        return list(self._names)
 
     def tier_model(self, tier: Tier) -> str:
         a = self.settings.assist
         chosen = {"large": a.large, "fast": a.fast, "embed": a.embed}[tier]
         return chosen or self.settings.default_model
 
-    def for_task(self, task: str) -> Backend:
-        return self.get(self.tier_model(TASK_TIERS.get(task, "large")))
+    def task_model(self, task: str) -> str:
+        """The model of the tier that serves ``task`` (``TASK_TIERS``; other tasks go to ``large``)."""
+        return self.tier_model(TASK_TIERS.get(task, "large"))
 
     def get(self, name: str | None = None) -> Backend:
         name = name or self.settings.default_model
@@ -93,7 +97,7 @@ class ModelPool:
 
     def ensure_known(self, name: str) -> None:
         """Raise ``UnknownModel`` (listing the known ones) unless ``name`` can be opened."""
-        if name not in self.names() and name not in self.settings.models:
+        if name not in self._known:  # embedded, declared in settings, or preset
             raise UnknownModel(name, self.names())
 
     async def aclose(self) -> None:

@@ -216,9 +216,7 @@ class ChatTasks:
             sources = self._ask_sources(inp)
             variables["sources"] = sources
         prompt = self.prompts.render(task, variables)
-        model = inp.model or self.models.tier_model(
-            "large" if task in ("explain", "refactor", "document", "ask") else "fast"
-        )
+        model = inp.model or self.models.task_model(task)
         result = await self._chat(task, prompt, model, inp, cancel)
         result.framework = framework
         if task == "ask":

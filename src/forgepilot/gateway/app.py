@@ -24,7 +24,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from forgepilot import __version__
 from forgepilot.assist import TASKS, Assistant, CompletionInput, TaskInput
-from forgepilot.backends.base import CancelToken, ChatMessage, ChatRequest, CompletionChunk, CompletionRequest, Usage
+from forgepilot.backends.base import (
+    CancelToken,
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    CompletionChunk,
+    CompletionRequest,
+    Usage,
+)
 from forgepilot.context import Document, OpenFile
 from forgepilot.errors import ForgePilotError
 from forgepilot.gateway.errors import HTTPError, envelope, from_forgepilot, validation_error
@@ -37,6 +45,7 @@ from forgepilot.gateway.schemas import (
     CompletionBody,
     EmbeddingBody,
     EventsBody,
+    SamplingBody,
 )
 from forgepilot.gateway.store import GatewayStore
 
@@ -62,12 +71,6 @@ def _usage(u: Usage) -> dict[str, Any]:
     if u.cached_prompt_tokens:
         out["prompt_tokens_details"] = {"cached_tokens": u.cached_prompt_tokens}
     return out
-
-
-def _stops(stop: str | list[str] | None) -> tuple[str, ...]:
-    if stop is None:
-        return ()
-    return (stop,) if isinstance(stop, str) else tuple(stop)
 
 
 def _finish(reason: str | None) -> str | None:
@@ -272,12 +275,44 @@ def create_app(
                 with contextlib.suppress(Exception):
                     await closer()
 
-    async def start_stream(stream: AsyncIterator[CompletionChunk]) -> CompletionChunk | None:
-        """The first chunk, fetched before the response starts so that a dead backend is a 503, not a broken stream."""
+    async def streamed(
+        open_stream: Callable[[CancelToken], AsyncIterator[CompletionChunk]],
+        model: str,
+        body: SamplingBody,
+        frame: Callable[[CompletionChunk], dict[str, Any]],
+    ) -> StreamingResponse:
+        """An SSE response of ``frame``d chunks, with usage counted and attached when the client asked for it.
+
+        The first chunk is fetched before the response starts, so that a dead backend is a 503, not a broken stream.
+        """
+        token = CancelToken()
+        stream = open_stream(token)
         try:
-            return await stream.__anext__()
+            first: CompletionChunk | None = await stream.__anext__()
         except StopAsyncIteration:
-            return None
+            first = None
+
+        def framed(chunk: CompletionChunk) -> dict[str, Any]:
+            out = frame(chunk)
+            if chunk.usage is not None:
+                count_tokens(model, chunk.usage)
+                if body.include_usage:
+                    out["usage"] = _usage(chunk.usage)
+            return out
+
+        return StreamingResponse(sse(first, stream, framed, token), media_type="text/event-stream")
+
+    async def timed(request: Request, model: str, work: Callable[[CancelToken], Awaitable[Completion]]) -> Completion:
+        """``work`` until done or the client leaves; its time goes to Server-Timing and its tokens to the metrics."""
+        t = time.perf_counter()
+        result = await until_disconnect(request, work)
+        request.state.model_s = time.perf_counter() - t
+        count_tokens(model, result.usage)
+        return result
+
+    def single_choice(body: SamplingBody) -> None:
+        if body.n != 1:
+            raise HTTPError(400, "only n=1 is supported", param="n", code="unsupported_value")
 
     # -- OpenAI protocol -------------------------------------------------------------------------------------
     @app.get("/v1/models")
@@ -296,8 +331,7 @@ def create_app(
         body: CompletionBody, request: Request, authorization: str | None = Header(default=None)
     ) -> Response | dict[str, Any]:
         caller(request, authorization)
-        if body.n != 1:
-            raise HTTPError(400, "only n=1 is supported", param="n", code="unsupported_value")
+        single_choice(body)
         if body.echo or body.logprobs:
             raise HTTPError(400, "echo and logprobs are not supported", param="echo" if body.echo else "logprobs")
         try:
@@ -314,19 +348,15 @@ def create_app(
                 max_tokens=body.max_tokens or 16,
                 temperature=body.temperature,
                 top_p=body.top_p,
-                stop=_stops(body.stop),
+                stop=body.stops(),
                 seed=body.seed,
                 cancel=token,
             )
 
         if body.stream:
-            token = CancelToken()
-            stream = backend.stream(make(token))
-            first = await start_stream(stream)
-            include_usage = bool((body.stream_options or {}).get("include_usage"))
 
             def frame(chunk: CompletionChunk) -> dict[str, Any]:
-                out: dict[str, Any] = {
+                return {
                     "id": cid,
                     "object": "text_completion",
                     "created": created,
@@ -340,18 +370,10 @@ def create_app(
                         }
                     ],
                 }
-                if chunk.usage is not None:
-                    count_tokens(backend.name, chunk.usage)
-                    if include_usage:
-                        out["usage"] = _usage(chunk.usage)
-                return out
 
-            return StreamingResponse(sse(first, stream, frame, token), media_type="text/event-stream")
+            return await streamed(lambda token: backend.stream(make(token)), backend.name, body, frame)
 
-        t = time.perf_counter()
-        result = await until_disconnect(request, lambda token: backend.complete(make(token)))
-        request.state.model_s = time.perf_counter() - t
-        count_tokens(backend.name, result.usage)
+        result = await timed(request, backend.name, lambda token: backend.complete(make(token)))
         return {
             "id": cid,
             "object": "text_completion",
@@ -368,8 +390,7 @@ def create_app(
         body: ChatBody, request: Request, authorization: str | None = Header(default=None)
     ) -> Response | dict[str, Any]:
         caller(request, authorization)
-        if body.n != 1:
-            raise HTTPError(400, "only n=1 is supported", param="n", code="unsupported_value")
+        single_choice(body)
         backend = assistant.models.get(model_or_404(body.model))
         messages = tuple(ChatMessage("system" if m.role == "developer" else m.role, m.text()) for m in body.messages)
         cid, created = _new_id("chatcmpl"), int(time.time())
@@ -380,16 +401,12 @@ def create_app(
                 max_tokens=body.max_completion_tokens or body.max_tokens or settings.assist.chat_max_tokens,
                 temperature=body.temperature,
                 top_p=body.top_p,
-                stop=_stops(body.stop),
+                stop=body.stops(),
                 seed=body.seed,
                 cancel=token,
             )
 
         if body.stream:
-            token = CancelToken()
-            stream = backend.stream_chat(make(token))
-            first = await start_stream(stream)
-            include_usage = bool((body.stream_options or {}).get("include_usage"))
             sent_role = False
 
             def frame(chunk: CompletionChunk) -> dict[str, Any]:
@@ -398,25 +415,17 @@ def create_app(
                 if not sent_role:
                     delta["role"] = "assistant"
                     sent_role = True
-                out: dict[str, Any] = {
+                return {
                     "id": cid,
                     "object": "chat.completion.chunk",
                     "created": created,
                     "model": backend.name,
                     "choices": [{"index": 0, "delta": delta, "finish_reason": _finish(chunk.finish_reason)}],
                 }
-                if chunk.usage is not None:
-                    count_tokens(backend.name, chunk.usage)
-                    if include_usage:
-                        out["usage"] = _usage(chunk.usage)
-                return out
 
-            return StreamingResponse(sse(first, stream, frame, token), media_type="text/event-stream")
+            return await streamed(lambda token: backend.stream_chat(make(token)), backend.name, body, frame)
 
-        t = time.perf_counter()
-        result = await until_disconnect(request, lambda token: backend.chat(make(token)))
-        request.state.model_s = time.perf_counter() - t
-        count_tokens(backend.name, result.usage)
+        result = await timed(request, backend.name, lambda token: backend.chat(make(token)))
         return {
             "id": cid,
             "object": "chat.completion",

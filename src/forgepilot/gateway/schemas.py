@@ -28,11 +28,10 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class CompletionBody(_Lenient):
+class SamplingBody(_Lenient):
+    """What completions and chat completions share: the model, sampling and streaming options."""
+
     model: str
-    prompt: Text | list[Text]
-    suffix: Text | None = None
-    max_tokens: int | None = Field(default=16, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1)
@@ -40,6 +39,21 @@ class CompletionBody(_Lenient):
     stream_options: dict[str, Any] | None = None
     stop: Text | list[Text] | None = None
     seed: int | None = None
+
+    def stops(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    @property
+    def include_usage(self) -> bool:
+        return bool((self.stream_options or {}).get("include_usage"))
+
+
+class CompletionBody(SamplingBody):
+    prompt: Text | list[Text]
+    suffix: Text | None = None
+    max_tokens: int | None = Field(default=16, ge=1)
     echo: bool = False
     logprobs: int | None = None
 
@@ -68,18 +82,10 @@ class MessageBody(_Lenient):
         return "".join(p.text or "" for p in self.content if p.type == "text")
 
 
-class ChatBody(_Lenient):
-    model: str
+class ChatBody(SamplingBody):
     messages: list[MessageBody] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: int = Field(default=1, ge=1)
-    stream: bool = False
-    stream_options: dict[str, Any] | None = None
-    stop: Text | list[Text] | None = None
-    seed: int | None = None
 
 
 class EmbeddingBody(_Lenient):
