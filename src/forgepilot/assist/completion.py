@@ -11,7 +11,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from forgepilot.assist.models import ModelPool
@@ -133,7 +133,7 @@ class CompletionService:
     async def complete(self, request: CompletionInput, cancel: CancelToken | None = None) -> AssistCompletion:
         started = time.perf_counter()
         doc = request.document
-        name = request.model or self.models.tier_model("fast")
+        name = request.model or self.models.task_model("complete")
         backend = self.models.get(name)
         template = backend_template(backend)
         mode = request.mode or infer_mode(doc.prefix, doc.suffix, doc.language)
@@ -145,7 +145,8 @@ class CompletionService:
             hit = self.cache.get(cache_key)
             if hit is not None:
                 total = time.perf_counter() - started
-                return _replace_timings(hit, {"total": total, "cache": total})
+                # A cache hit costs no model tokens; its timings are this request's, not the original's.
+                return replace(hit, timings={"total": total, "cache": total}, usage=Usage(), cached=True)
 
         t = time.perf_counter()
         ctx = self.builder.build(
@@ -214,23 +215,3 @@ class CompletionService:
         if cache_key is not None:
             self.cache.put(cache_key, out)
         return out
-
-
-def _replace_timings(hit: AssistCompletion, timings: dict[str, float]) -> AssistCompletion:
-    return AssistCompletion(
-        text=hit.text,
-        mode=hit.mode,
-        model=hit.model,
-        reason=hit.reason,
-        snippets=hit.snippets,
-        timings=timings,
-        usage=Usage(),
-        template=hit.template,
-        format=hit.format,
-        cached=True,
-        steps=hit.steps,
-        raw_text=hit.raw_text,
-        finish_reason=hit.finish_reason,
-        context_tokens=hit.context_tokens,
-        dropped=hit.dropped,
-    )
