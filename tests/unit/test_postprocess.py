@@ -78,6 +78,17 @@ CASES = [
         ["block_end"],
     ),
     (
+        "in-block cuts at the bracket that closes the block, not an earlier balanced one",
+        "function f(xs: number[]) {\n  ",
+        'if (ok(xs)) { run("}"); } }\nfunction g() {}\n',
+        "\n}\n",
+        "in-block",
+        TS,
+        'if (ok(xs)) { run("}"); }',
+        None,
+        ["block_end"],
+    ),
+    (
         "in-block drops lines the suffix already holds",
         "def f(xs):\n    total = 0\n    ",
         "for x in xs:\n        total += x\n    return total\n",

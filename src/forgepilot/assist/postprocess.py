@@ -8,6 +8,7 @@ Each step that changes the text is named in ``Processed.steps``; an empty result
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -65,17 +66,21 @@ class Processed:
     reason: str | None = None
 
 
+def _brackets(line: str) -> Iterator[tuple[int, int]]:
+    """(column, +1 or -1) for each bracket of ``line`` outside string literals."""
+    strings = [m.span() for m in _STRING.finditer(line)]
+    for col, ch in enumerate(line):
+        if ch in _OPENERS or ch in _CLOSERS:
+            if not any(a <= col < b for a, b in strings):
+                yield col, 1 if ch in _OPENERS else -1
+
+
 def _bracket_depths(text: str) -> list[int]:
     """The bracket depth after each line of ``text`` (strings skipped), relative to its start."""
     depth = 0
     out = []
     for line in text.split("\n"):
-        code = _STRING.sub("", line)
-        for ch in code:
-            if ch in _OPENERS:
-                depth += 1
-            elif ch in _CLOSERS:
-                depth -= 1
+        depth += sum(step for _, step in _brackets(line))
         out.append(depth)
     return out
 
@@ -92,17 +97,13 @@ def _cut_block_end(text: str, body_indent: int, language: Language | None) -> tu
         return text, False
     depth = 0
     for i, line in enumerate(lines):
-        code = _STRING.sub("", line)
-        for ch in code:
-            if ch in _OPENERS:
-                depth += 1
-            elif ch in _CLOSERS:
-                depth -= 1
-                if depth < 0:
-                    # The enclosing block closes here: keep what comes before the closing bracket on this line.
-                    head = line[: line.index(ch)] if ch in line else ""
-                    kept = lines[:i] + ([head] if head.strip() else [])
-                    return "\n".join(kept), True
+        for col, step in _brackets(line):
+            depth += step
+            if depth < 0:
+                # The enclosing block closes here: keep what comes before the closing bracket on this line.
+                head = line[:col]
+                kept = lines[:i] + ([head] if head.strip() else [])
+                return "\n".join(kept), True
     return text, False
 
 
