@@ -183,7 +183,7 @@ class ChatTasks:
                 (located.repository.id, v["language"]),
             ).fetchone()
             if row is not None:
-                lines = self.builder.related.lines.get(root / row[0]) if self.builder.related and root else None
+                lines = self.builder.files.get(root / row[0]) if root else None
                 v["example"] = "\n".join((lines or [])[:40])
         return {"name": framework.name, "evidence": framework.evidence, "test_path": framework.test_path}
 

@@ -136,13 +136,14 @@ class ContextBuilder:
         self.settings = settings or ContextSettings()
         self.prompts = prompts or builtin_registry()
         self.similar = SimilarWindows(self.settings.similar_window_lines)
+        #: Repository files read from disk (related bodies, nearby files, example tests), one cache for all.
+        self.files = FileLines()
         self.related = (
-            RelatedDefinitions(workspace.store, body_max_lines=self.settings.related_body_max_lines)
+            RelatedDefinitions(workspace.store, body_max_lines=self.settings.related_body_max_lines, lines=self.files)
             if workspace
             else None
         )
         self.searcher = Searcher(workspace) if workspace else None
-        self._nearby_lines = FileLines()
         self._counters: dict[int, CachedCounter] = {}
 
     def cached(self, count: TokenCounter) -> CachedCounter:
@@ -207,7 +208,7 @@ class ContextBuilder:
         ).fetchall()
         nearby = []
         for (path,) in rows:
-            lines = self._nearby_lines.get(Path(located.repository.root) / path)
+            lines = self.files.get(Path(located.repository.root) / path)
             if lines is not None:
                 nearby.append(OpenFile(path, "\n".join(lines)))
         return nearby

@@ -87,10 +87,10 @@ class FileLines:
 
 
 class RelatedDefinitions:
-    def __init__(self, store: Store, *, body_max_lines: int = 30) -> None:
+    def __init__(self, store: Store, *, body_max_lines: int = 30, lines: FileLines | None = None) -> None:
         self.store = store
         self.body_max_lines = body_max_lines
-        self.lines = FileLines()
+        self.lines = lines or FileLines()
         self._repo_files: dict[int, tuple[float | None, RepoFiles, dict[str, int]]] = {}
 
     def _repo(self, located: Located) -> tuple[RepoFiles, dict[str, int]]:

@@ -23,6 +23,7 @@ from forgepilot.backends.base import CancelToken
 from forgepilot.context import Document, OpenFile
 from forgepilot.errors import Cancelled, ForgePilotError
 from forgepilot.lsp.engine import Engine
+from forgepilot.syntax.languages import LANGUAGES
 
 _log = logging.getLogger("forgepilot.lsp")
 RECENT_DOCUMENTS = 20
@@ -119,8 +120,6 @@ class ForgePilotServer(LanguageServer):
 
 
 def _known(language_id: str | None) -> bool:
-    from forgepilot.syntax.languages import LANGUAGES
-
     return bool(language_id) and language_id in LANGUAGES
 
 
