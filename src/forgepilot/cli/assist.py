@@ -68,10 +68,8 @@ def task(
     json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run a chat task; `git diff | forgepilot task commit -` writes a commit message."""
-    from forgepilot.assist import TASKS, Assistant, TaskInput
+    from forgepilot.assist import Assistant, TaskInput
 
-    if name not in TASKS:
-        raise UserError(f"unknown task {name!r}", hint=f"one of: {', '.join(TASKS)}")
     text, path = ("", "")
     if file is not None:
         text, _ = read_source(file)

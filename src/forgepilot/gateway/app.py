@@ -48,6 +48,7 @@ from forgepilot.gateway.schemas import (
     SamplingBody,
 )
 from forgepilot.gateway.store import GatewayStore
+from forgepilot.prompts import UnknownTemplate
 
 T = TypeVar("T")
 _log = logging.getLogger("forgepilot.gateway")
@@ -571,10 +572,8 @@ def create_app(
         caller(request, authorization)
         try:
             return await run_task(request, name, body, action=True)
-        except ForgePilotError as exc:
-            if "no prompt template named" in str(exc):
-                raise HTTPError(404, exc.one_line(), param="name", code="action_not_found") from exc
-            raise
+        except UnknownTemplate as exc:
+            raise HTTPError(404, exc.one_line(), param="name", code="action_not_found") from exc
 
     @app.post("/v1/assist/{task}")
     async def assist_task(

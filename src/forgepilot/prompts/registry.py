@@ -26,6 +26,12 @@ _META = re.compile(r"^\s*\{#(.*?)#\}", re.DOTALL)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+class UnknownTemplate(UserError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"no prompt template named {name!r}", hint=f"known templates: {', '.join(known) or 'none'}")
+        self.name = name
+
+
 @dataclass(frozen=True)
 class RenderedPrompt:
     """A rendered prompt and the identity of the template that produced it."""
@@ -161,9 +167,7 @@ class PromptRegistry:
         try:
             return self._templates[name]
         except KeyError:
-            raise UserError(
-                f"no prompt template named {name!r}", hint=f"known templates: {', '.join(self.names()) or 'none'}"
-            ) from None
+            raise UnknownTemplate(name, self.names()) from None
 
     def render(self, name: str, variables: Mapping[str, Any]) -> RenderedPrompt:
         """Render a template; a template with a ``system`` block yields a system and a user part."""
