@@ -53,15 +53,19 @@ def serve(
     from forgepilot.gateway.net import listen_socket
 
     s = settings()
-    overrides = {}
-    if model:
-        overrides["default_model"] = model
     gw = s.gateway.model_copy(
         update={k: v for k, v in {"host": host, "port": port, "auth": auth}.items() if v is not None}
     )
     if gw.auth not in ("auto", "on", "off"):
         raise ConfigError(f"unknown auth setting {gw.auth!r}", hint="use auto, on or off")
-    s = s.model_copy(update={**overrides, "gateway": gw})
+    s = s.model_copy(update={"gateway": gw, **({"default_model": model} if model else {})})
+    # Bind first: a taken port should fail in a second, not after indexing and loading a model.
+    try:
+        sock = listen_socket(gw.host, gw.port)
+    except OSError as exc:
+        raise ConfigError(
+            f"could not listen on {gw.host}:{gw.port}: {exc.strerror}", hint="pick another --port (0 picks a free one)"
+        ) from exc
     assistant = Assistant.open(s)
     assert assistant.workspace is not None
     if paths:
@@ -78,13 +82,6 @@ def serve(
         # Opens the model file (llama.cpp) now, so that a missing model fails here and the first request is fast.
         assistant.models.get(s.default_model).token_counter()("warm up")
     app = create_app(assistant, store=store, auth_required=required)
-    try:
-        sock = listen_socket(gw.host, gw.port)
-    except OSError as exc:
-        store.close()
-        raise ConfigError(
-            f"could not listen on {gw.host}:{gw.port}: {exc.strerror}", hint="pick another --port (0 picks a free one)"
-        ) from exc
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
 
@@ -105,4 +102,4 @@ def serve(
     finally:
         store.close()
     if not server.started:
-        raise ConfigError(f"could not listen on {gw.host}:{gw.port}", hint="pick another --port (0 picks a free one)")
+        raise ConfigError(f"the gateway on {gw.host}:{gw.port} did not start", hint="run with --verbose for details")
