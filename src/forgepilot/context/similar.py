@@ -106,12 +106,13 @@ class SimilarWindows:
         if not query or top <= 0:
             return []
         found: list[Snippet] = []
-        for file in files:
-            layout = self._windows(file)
+        # Lay every file out first (that may intern new tokens), then map the query to token ids once.
+        layouts = [(file, self._windows(file)) for file in files]
+        with self._lock:
+            ids = np.fromiter((self._ids[t] for t in query if t in self._ids), dtype=np.int64)
+        for file, layout in layouts:
             if len(layout.pair_token) == 0:
                 continue
-            with self._lock:
-                ids = np.fromiter((self._ids[t] for t in query if t in self._ids), dtype=np.int64)
             mask = np.isin(layout.pair_token, ids)
             inter = self._count(layout.starts[mask], layout.ends[mask], layout.n_windows)
             union = layout.sizes + len(query) - inter
