@@ -32,11 +32,11 @@ $(VENV)/.torch: | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.llama-$(LLAMA_VERSION) $(VENV)/.torch
-	$(BIN)/pip install --quiet -e '.[llama,models,embeddings]'
+	$(BIN)/pip install --quiet -e '.[llama,models,embeddings,datagen]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[llama,models,embeddings,dev]'
+	$(BIN)/pip install --quiet -e '.[llama,models,embeddings,datagen,dev]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -63,6 +63,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/backend.py
 	$(BIN)/python benchmarks/index.py
 	$(BIN)/python benchmarks/assist.py
+	$(BIN)/python benchmarks/datagen.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -140,6 +140,63 @@ class GatewaySettings(BaseModel):
     retry_after_s: int = Field(default=5, ge=1)
 
 
+class DatasetSettings(BaseModel):
+    """``[dataset]``: instance builders, quality gates (each threshold is applied), hygiene and splits."""
+
+    model_config = {"extra": "forbid"}
+
+    kinds: list[str] = Field(
+        default_factory=lambda: ["inline", "in_block", "after_block", "tests", "code_to_doc", "doc_to_code", "commit"]
+    )
+    #: Most instances of one kind cut from one file (one large file must not dominate a set).
+    per_file: int = Field(default=6, ge=1)
+    inline_min_chars: int = Field(default=10, ge=1)
+    block_min_lines: int = Field(default=2, ge=1)
+    block_max_lines: int = Field(default=40, ge=1)
+    doc_min_chars: int = Field(default=20, ge=1)
+    commits: int = Field(default=500, ge=0)
+    commit_max_diff_chars: int = Field(default=8000, gt=0)
+    commit_min_message_chars: int = Field(default=12, ge=1)
+    # -- gates
+    max_file_bytes: int = Field(default=200_000, gt=0)
+    max_instance_tokens: int = Field(default=2048, gt=0)
+    max_complexity: int = Field(default=15, gt=0)
+    max_function_lines: int = Field(default=80, gt=0)  # long method
+    max_parameters: int = Field(default=6, ge=0)  # long parameter list
+    max_nesting: int = Field(default=4, ge=0)  # deep nesting
+    max_class_methods: int = Field(default=25, gt=0)  # god class
+    max_class_lines: int = Field(default=600, gt=0)  # god class
+    data_class_min_fields: int = Field(default=6, gt=0)  # data class: this many fields and only accessors
+    # -- hygiene
+    redact_secrets: bool = True
+    dedup_threshold: float = Field(default=0.7, gt=0.0, le=1.0)
+    dedup_permutations: int = Field(default=256, gt=0)
+    dedup_shingle: int = Field(default=5, gt=0)
+    decontaminate_humaneval: bool = True
+    decontam_ngram: int = Field(default=10, gt=0)
+    #: An instance is contaminated when this share of its target's n-grams occurs in an evaluation set.
+    decontam_overlap: float = Field(default=0.3, gt=0.0, le=1.0)
+    licence_allow: list[str] = Field(
+        default_factory=lambda: [
+            "MIT",
+            "Apache-2.0",
+            "BSD-2-Clause",
+            "BSD-3-Clause",
+            "ISC",
+            "Unlicense",
+            "PSF-2.0",
+            "MPL-2.0",
+            "0BSD",
+            "none",
+        ]
+    )
+    # -- splits
+    split_by: Literal["repository", "file"] = "file"
+    test_share: float = Field(default=0.1, ge=0.0, lt=1.0)
+    valid_share: float = Field(default=0.05, ge=0.0, lt=1.0)
+    seed: int = 0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FORGEPILOT_", env_nested_delimiter="__", extra="forbid")
 
@@ -153,6 +210,7 @@ class Settings(BaseSettings):
     context: ContextSettings = Field(default_factory=ContextSettings)
     assist: AssistSettings = Field(default_factory=AssistSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    dataset: DatasetSettings = Field(default_factory=DatasetSettings)
 
     @classmethod
     def settings_customise_sources(

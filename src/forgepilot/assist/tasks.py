@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forgepilot.assist.frameworks import detect_framework
 from forgepilot.assist.models import ModelPool
 from forgepilot.backends.base import CancelToken, ChatMessage, ChatRequest, Usage
 from forgepilot.context import ContextBuilder, Document, Snippet
+from forgepilot.context.frameworks import detect_framework
 from forgepilot.context.locate import Located
 from forgepilot.errors import Cancelled, ForgePilotError, UserError
 from forgepilot.index.search import Filters

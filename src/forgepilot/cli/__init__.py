@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from forgepilot import __version__
-from forgepilot.cli import assist, chat, complete, doctor, index, keys, lsp, models, serve
+from forgepilot.cli import assist, chat, complete, dataset, doctor, index, keys, lsp, models, serve
 from forgepilot.cli._common import err
 from forgepilot.errors import EXIT_CODES, ForgePilotError
 
@@ -39,6 +39,7 @@ app.command()(serve.serve)
 app.command()(lsp.lsp)
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
+app.add_typer(dataset.app, name="dataset")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,134 @@
+"""The sandbox contains hostile programs and the harness survives them; distillation keeps only passing solutions."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from forgepilot.backends.fake import FakeBackend
+from forgepilot.datagen.distill import Distiller, Seed, parse_answer
+from forgepilot.datagen.types import Rejections
+from forgepilot.prompts import builtin_registry
+from forgepilot.sandbox import Limits, Sandbox, isolation, python_program
+
+LIMITS = Limits(wall_s=4, cpu_s=2, memory_mib=256, file_size_mib=1, processes=32)
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    return Sandbox(workers=2)
+
+
+def run(sandbox: Sandbox, code: str, limits: Limits = LIMITS):  # type: ignore[no-untyped-def]
+    return sandbox.run(python_program(code, limits=limits))
+
+
+def test_passing_and_failing_programs(sandbox: Sandbox) -> None:
+    ok = run(sandbox, "print('hello')")
+    assert (ok.status, ok.stdout_tail) == ("passed", "hello\n")
+    bad = run(sandbox, "assert 1 + 1 == 3, 'arithmetic'")
+    assert bad.status == "failed" and "AssertionError: arithmetic" in bad.stderr_tail
+
+
+def test_infinite_loop_hits_the_cpu_limit(sandbox: Sandbox) -> None:
+    out = run(sandbox, "while True:\n    pass\n")
+    assert (out.status, out.reason) == ("timeout", "cpu_time")
+
+
+def test_sleeping_program_hits_the_wall_limit(sandbox: Sandbox) -> None:
+    out = run(sandbox, "import time\ntime.sleep(60)\n", Limits(wall_s=1, cpu_s=2))
+    assert (out.status, out.reason) == ("timeout", "wall_time") and out.wall_s < 5
+
+
+def test_memory_bomb_is_stopped(sandbox: Sandbox) -> None:
+    out = run(sandbox, "x = bytearray(1 << 31)\n")
+    assert (out.status, out.reason) == ("crashed", "memory")
+
+
+def test_output_flood_is_capped(sandbox: Sandbox) -> None:
+    out = run(sandbox, "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n")
+    assert (out.status, out.reason) == ("crashed", "output_limit")
+    assert len(out.stdout_tail) <= 4000
+
+
+def test_fork_bomb_is_contained_and_the_next_run_works(sandbox: Sandbox) -> None:
+    out = run(
+        sandbox,
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+        Limits(wall_s=2),
+    )
+    assert out.status == "timeout"
+    assert run(sandbox, "print(1)").status == "passed"
+
+
+@pytest.mark.skipif(not isolation().namespaces, reason="no user/network namespaces on this machine")
+def test_network_is_cut(sandbox: Sandbox) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    try:
+        out = run(sandbox, f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n")
+    finally:
+        server.close()
+    assert out.status == "failed" and ("ConnectionRefused" in out.stderr_tail or "unreachable" in out.stderr_tail)
+
+
+def test_writes_outside_its_directory_fail_and_temp_is_private(sandbox: Sandbox, tmp_path: Path) -> None:
+    target = tmp_path / "owned.txt"
+    out = run(sandbox, f"open({str(target)!r}, 'w').write('x')\n")
+    assert out.status == "failed" and not target.exists()
+    wrote = run(sandbox, "import os, tempfile\nopen('here.txt', 'w').write('ok')\nprint(tempfile.gettempdir())\n")
+    assert wrote.status == "passed"
+
+
+def test_killing_the_parent_does_not_reach_the_harness(sandbox: Sandbox) -> None:
+    code = (
+        "import os, signal\nfor pid in (os.getppid(), 0, -1):\n    try:\n        os.kill(pid, signal.SIGKILL)\n"
+        "    except OSError:\n        pass\n"
+    )
+    out = run(sandbox, code)
+    assert out.status in ("passed", "crashed", "failed")
+    assert run(sandbox, "print('still here')").stdout_tail == "still here\n"
+
+
+def test_parallel_workers_return_outcomes_in_order(sandbox: Sandbox) -> None:
+    programs = [python_program(f"assert {i} % 2 == 0", key=str(i), limits=LIMITS) for i in range(6)]
+    outcomes = list(sandbox.run_many(programs))
+    assert [o.key for o in outcomes] == [str(i) for i in range(6)]
+    assert [o.passed for o in outcomes] == [True, False, True, False, True, False]
+
+
+ANSWER = """### Problem
+Write `double(x)` that returns twice its argument.
+
+### Solution
+```python
+def double(x):
+    return 2 * x
+```
+
+### Tests
+```python
+def test_double():
+    assert double(3) == 6
+```
+"""
+
+
+def test_distillation_keeps_only_solutions_that_pass(sandbox: Sandbox) -> None:
+    assert parse_answer(ANSWER) == (
+        "Write `double(x)` that returns twice its argument.",
+        "def double(x):\n    return 2 * x",
+        "def test_double():\n    assert double(3) == 6",
+    )
+    wrong = ANSWER.replace("return 2 * x", "return x + 1")
+    teacher = FakeBackend("fake:teacher", replies=[ANSWER, wrong, "no sections at all"])
+    seeds = [Seed("r", "a.py", "python", i, f"def f{i}(x):\n    return x") for i in range(3)]
+    rejected = Rejections()
+    kept = list(Distiller(teacher, builtin_registry(), sandbox).run(seeds, rejected))
+    assert [k.completion for k in kept] == ["```python\ndef double(x):\n    return 2 * x\n```"]
+    assert rejected.by_reason == {"distill:failed": 1, "distill:unparsable": 1}
+    assert "Gain inspiration" in teacher.prompts[0]
