@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+# Fixture repositories hold their own test files (test_*.py): they are data for datagen, not tests to collect.
+collect_ignore = ["fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
