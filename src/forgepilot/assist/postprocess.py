@@ -130,6 +130,40 @@ def _cut_after_first_block(text: str, base_indent: int, language: Language | Non
     return text, False
 
 
+def _body_indent(prefix: str, text: str, language: Language | None) -> int:
+    """The indentation of the block an in-block completion continues (lines indented less leave it)."""
+    line_before = prefix.rpartition("\n")[2]
+    if line_before.strip():
+        return _indent(line_before) + (1 if _opens_block(line_before, language) else 0)
+    previous = next((ln for ln in reversed(prefix.split("\n")[:-1]) if ln.strip()), "")
+    if _opens_block(previous, language):
+        return max(len(line_before), _indent(previous) + 1)
+    # A blank cursor line after a statement (a docstring, an assignment): the block is the one the completion's
+    # first line is written in; the cursor's own indentation counts for a first line that continues it.
+    for i, line in enumerate(text.split("\n")):
+        if line.strip():
+            return (len(line_before) if i == 0 else 0) + _indent(line)
+    return len(line_before)
+
+
+def _cut_block(text: str, prefix: str, mode: Mode, language: Language | None) -> tuple[str, bool]:
+    """In-block: cut where the completion leaves the cursor's block; after-block: after the first definition."""
+    if mode == "in-block":
+        # The first completion line continues the cursor's line: later lines are measured against the body.
+        return _cut_block_end(text, _body_indent(prefix, text, language), language)
+    return _cut_after_first_block(text, len(prefix.rpartition("\n")[2]), language)
+
+
+def block_complete(text: str, *, prefix: str, mode: Mode, language: Language | None) -> bool:
+    """True once the completion so far has left its block (in-block) or finished its definition (after-block):
+    the kept text is decided, so generation may stop. Only whole lines are judged (a partial line could still
+    turn out to be a decorator or a closing bracket)."""
+    if mode == "inline" or "\n" not in text:
+        return False
+    whole = text[: text.rfind("\n")]
+    return _cut_block(whole, prefix, mode, language)[1]
+
+
 def _drop_suffix_repeat(text: str, suffix: str, mode: Mode) -> tuple[str, bool]:
     """Remove the part of the completion that the text after the cursor already holds."""
     if not suffix or not text:
@@ -179,22 +213,9 @@ def postprocess(
             text = first.split("\n", 1)[0]
             out.steps.append("inline_one_line")
     else:
-        if mode == "in-block":
-            previous = next((ln for ln in reversed(prefix.split("\n")[:-1]) if ln.strip()), "")
-            if line_before.strip():
-                body_indent = _indent(line_before) + (1 if _opens_block(line_before, language) else 0)
-            elif _opens_block(previous, language):
-                body_indent = max(len(line_before), _indent(previous) + 1)
-            else:
-                body_indent = len(line_before) if not line_before.strip() else _indent(line_before)
-            # The first completion line continues the cursor's line: measure later lines against the body.
-            text, cut = _cut_block_end(text, body_indent, language)
-            if cut:
-                out.steps.append("block_end")
-        else:
-            text, cut = _cut_after_first_block(text, len(line_before), language)
-            if cut:
-                out.steps.append("first_block")
+        text, cut = _cut_block(text, prefix, mode, language)
+        if cut:
+            out.steps.append("block_end" if mode == "in-block" else "first_block")
         lines = text.split("\n")
         if len(lines) > max_lines:
             text = "\n".join(lines[:max_lines])

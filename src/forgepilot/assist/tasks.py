@@ -62,6 +62,7 @@ class TaskInput:
     model: str | None = None
     max_tokens: int | None = None
     temperature: float = 0.0
+    seed: int | None = None
 
 
 @dataclass
@@ -217,7 +218,7 @@ class ChatTasks:
             variables["sources"] = sources
         prompt = self.prompts.render(task, variables)
         model = inp.model or self.models.task_model(task)
-        result = await self._chat(task, prompt, model, inp, cancel)
+        result = await self.chat(task, prompt, model, inp, cancel)
         result.framework = framework
         if task == "ask":
             result.sources = [_source(s) for s in sources]
@@ -232,11 +233,12 @@ class ChatTasks:
         prompt = registry.render(template.name, variables)
         tier = template.tier if template.tier in ("large", "fast") else "large"
         model = inp.model or self.models.tier_model(tier)  # type: ignore[arg-type]
-        return await self._chat(template.name, prompt, model, inp, cancel)
+        return await self.chat(template.name, prompt, model, inp, cancel)
 
-    async def _chat(
-        self, task: str, prompt: RenderedPrompt, model: str, inp: TaskInput, cancel: CancelToken | None
+    async def chat(
+        self, task: str, prompt: RenderedPrompt, model: str, inp: TaskInput, cancel: CancelToken | None = None
     ) -> TaskResult:
+        """Run a rendered prompt on ``model`` as a chat (tasks, actions and prompt evaluations all end here)."""
         backend = self.models.get(model)
         messages = []
         if prompt.system:
@@ -250,6 +252,7 @@ class ChatTasks:
                 tuple(messages),
                 max_tokens=inp.max_tokens or default_max,
                 temperature=inp.temperature,
+                seed=inp.seed,
                 cancel=cancel,
             )
         )

@@ -69,6 +69,7 @@ class FakeBackend(Backend):
         self.delay_s = delay_s
         self.fail_with = fail_with
         self.embedding_dim = embedding_dim
+        self.prices = builtin_price_table()
         #: The rendered prompts this backend was asked to complete, in order.
         self.prompts: list[str] = []
 
@@ -82,7 +83,7 @@ class FakeBackend(Backend):
         return "pass\n"
 
     def _render(self, request: CompletionRequest) -> str:
-        if request.raw:
+        if request.raw or request.suffix is None:  # as llama.cpp: no suffix, no FIM
             return request.prompt
         return self.template.render(request.prompt, request.suffix)
 
@@ -123,7 +124,7 @@ class FakeBackend(Backend):
         )
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        return await collect(self.stream(request), self.name, Stopwatch(), builtin_price_table())
+        return await collect(self.stream(request), self.name, Stopwatch(), self.prices)
 
     def _chat_prompt(self, request: ChatRequest) -> str:
         return "".join(f"<{m.role}>{m.content}</{m.role}>" for m in request.messages) + "<assistant>"
@@ -137,7 +138,7 @@ class FakeBackend(Backend):
         )
 
     async def chat(self, request: ChatRequest) -> Completion:
-        return await collect(self.stream_chat(request), self.name, Stopwatch(), builtin_price_table())
+        return await collect(self.stream_chat(request), self.name, Stopwatch(), self.prices)
 
     def token_counter(self) -> Callable[[str], int]:
         return _count_fake_tokens

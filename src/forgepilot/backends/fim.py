@@ -58,7 +58,8 @@ class FimTemplate:
     def render_repo(
         self, repo_name: str, files: Sequence[RepoFile], path: str, prefix: str, suffix: str | None = None
     ) -> str:
-        """A repository-level prompt: other files first, then the current file with the FIM hole."""
+        """A repository-level prompt: other files first, then the current file with the FIM hole (or, with no
+        ``suffix``, the current file's text to continue left to right)."""
         if self.repo is None:
             raise UserError(
                 f"model family {self.family!r} has no repository-level format",
@@ -71,7 +72,7 @@ class FimTemplate:
             parts.append(f.content)
             parts.append(fmt.file_close)
         parts.append(_substitute(fmt.file_open, "{path}", path))
-        parts.append(self.render(prefix, suffix))
+        parts.append(self.render(prefix, suffix) if suffix is not None else prefix)
         return "".join(parts)
 
 

