@@ -166,3 +166,50 @@ def test_parse_check_is_skipped_when_the_document_did_not_parse() -> None:
     # The user is mid-edit (the prefix does not parse): the completion is not blamed for the breakage.
     out = postprocess("b, c", prefix="x = f(a, ", suffix="\ny = (", mode="inline", language=PY, max_lines=1)
     assert out.text == "b, c" and out.reason is None
+
+
+DOCSTRING_PREFIX = 'def add(a, b):\n    """Return a + b."""\n'
+
+
+def test_in_block_after_a_docstring_stops_at_the_next_definition() -> None:
+    # The cursor is at column 0 of the line after the docstring: the body is where the completion writes it.
+    raw = "    total = a + b\n    return total\n\n\ndef sub(a, b):\n    return a - b\n"
+    out = postprocess(raw, prefix=DOCSTRING_PREFIX, suffix="", mode="in-block", language=PY, max_lines=40)
+    assert out.text == "    total = a + b\n    return total"
+    assert out.steps == ["block_end"]
+
+
+@pytest.mark.parametrize(
+    ("text", "done"),
+    [
+        ("    return a + b\n", False),  # the block may go on
+        ("    return a + b\n\n\nd", False),  # a partial line is not judged yet
+        ("    return a + b\n\n\ndef sub(a, b):\n", True),  # a whole line left the block
+        ("    return a + b", False),
+    ],
+)
+def test_block_complete_judges_whole_lines(text: str, done: bool) -> None:
+    from forgepilot.assist.postprocess import block_complete
+
+    assert block_complete(text, prefix=DOCSTRING_PREFIX, mode="in-block", language=PY) is done
+    assert block_complete(text, prefix=DOCSTRING_PREFIX, mode="inline", language=PY) is False
+
+
+async def test_completion_service_stops_the_model_at_the_end_of_the_block() -> None:
+    from forgepilot.assist import Assistant, CompletionInput
+    from forgepilot.backends.fake import FakeBackend, fake_tokens
+    from forgepilot.config import load_settings
+    from forgepilot.context import Document
+
+    reply = "    return a + b\n\n\ndef sub(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n"
+    backend = FakeBackend("fake:coder", replies=[reply])
+    assistant = Assistant(load_settings(), workspace=None, preset={backend.name: backend})
+    doc = Document.at("m.py", DOCSTRING_PREFIX, offset=len(DOCSTRING_PREFIX), language="python")
+    result = await assistant.completions.complete(
+        CompletionInput(document=doc, model=backend.name, mode="in-block", use_cache=False)
+    )
+    assert result.text == "    return a + b"
+    assert result.finish_reason == "stop"
+    # The model was stopped once `def sub(a, b):` was a whole line, long before the end of its reply.
+    assert result.usage.completion_tokens < len(fake_tokens(reply)) // 2
+    assert backend.prompts == [DOCSTRING_PREFIX]  # nothing after the cursor: left to right, no FIM tokens
