@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,14 @@ from forgepilot.sandbox import Limits, Sandbox, isolation, python_program
 LIMITS = Limits(wall_s=4, cpu_s=2, memory_mib=256, file_size_mib=1, processes=32)
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Sandbox:
-    return Sandbox(workers=2)
+@pytest.fixture(scope="module", params=["fork-server", "exec"])
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """Every hostile program is contained both on the fork server and in a fresh process per program."""
+    box = Sandbox(workers=2, fork_server=request.param == "fork-server")
+    if request.param == "fork-server" and not box.fork_server:
+        pytest.skip("no namespaces here: the fork server is not used")
+    yield box
+    box.close()
 
 
 def run(sandbox: Sandbox, code: str, limits: Limits = LIMITS):  # type: ignore[no-untyped-def]
@@ -92,6 +98,30 @@ def test_killing_the_parent_does_not_reach_the_harness(sandbox: Sandbox) -> None
     out = run(sandbox, code)
     assert out.status in ("passed", "crashed", "failed")
     assert run(sandbox, "print('still here')").stdout_tail == "still here\n"
+
+
+def test_nothing_survives_into_the_next_program(sandbox: Sandbox) -> None:
+    leave = (
+        "import os, subprocess, sys\n"
+        "open('/tmp/left-behind', 'w').write('x')\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'], start_new_session=True)\n"
+        "print(os.getpid())\n"
+    )
+    assert run(sandbox, leave).status == "passed"
+    look = (
+        "import os\n"
+        "print(os.path.exists('/tmp/left-behind'))\n"
+        "found = 0\n"
+        "for p in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    try:\n"
+        "        found += 'sleep(30)' in open(f'/proc/{p}/cmdline').read()\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "print(found)\n"
+    )
+    outcomes = [run(sandbox, look) for _ in range(2)]  # both workers
+    if sandbox.iso.namespaces:
+        assert all(o.stdout_tail == "False\n0\n" for o in outcomes), outcomes
 
 
 def test_parallel_workers_return_outcomes_in_order(sandbox: Sandbox) -> None:

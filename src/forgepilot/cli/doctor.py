@@ -80,6 +80,18 @@ def _llama_check(flags: set[str]) -> Check:
     return Check("llama.cpp", "ok", f"{llama_cpp.__version__}: {' '.join(enabled) or info.strip()[:80]}", data)
 
 
+def _sandbox_check() -> Check:
+    """How untrusted code (evaluation samples, distilled solutions) is contained on this machine."""
+    from forgepilot.sandbox import isolation
+
+    iso = isolation()
+    status: Status = "ok" if iso.namespaces and iso.interpreter else "warn"
+    detail = "; ".join(iso.lines())
+    if not iso.namespaces:
+        detail += f" ({iso.detail}; allow unprivileged user namespaces to cut the network)"
+    return Check("sandbox", status, detail, {"namespaces": iso.namespaces, "detail": iso.detail})
+
+
 def run_checks(full_verify: bool) -> list[Check]:
     s = settings()
     checks: list[Check] = []
@@ -98,6 +110,7 @@ def run_checks(full_verify: bool) -> list[Check]:
         )
     )
     checks.append(_llama_check(flags))
+    checks.append(_sandbox_check())
     state = s.state_dir
     try:
         state.mkdir(parents=True, exist_ok=True)

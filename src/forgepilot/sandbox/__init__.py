@@ -13,6 +13,7 @@ def python_program(
         stdin=stdin,
         limits=limits or Limits(),
         key=key,
+        python_main="main.py",
     )
 
 

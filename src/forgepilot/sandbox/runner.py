@@ -24,6 +24,7 @@ floods its output is stopped by the kernel (SIGXFSZ), never buffered by us.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import queue
 import shutil
@@ -35,11 +36,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from forgepilot.errors import ConfigError
+from forgepilot.sandbox.forkserver import ZYGOTE, ForkServer, ZygoteDied
 
 Status = Literal["passed", "failed", "timeout", "crashed"]
 #: Sandboxed programs run as SLOT_UID_BASE + worker slot when we are root (users no account or file owns).
@@ -71,6 +73,8 @@ class Program:
     limits: Limits = field(default_factory=Limits)
     #: A caller's label, echoed in the outcome (a problem id, an instance id).
     key: str = ""
+    #: Set for a Python program whose whole argv is ``{python} -I FILE``: it may run on the worker's fork server.
+    python_main: str | None = None
 
 
 @dataclass
@@ -202,9 +206,13 @@ def _tail(path: Path) -> str:
 
 
 class Sandbox:
-    """Runs programs one at a time (``run``) or on parallel workers (``run_many``), each in its own jail."""
+    """Runs programs one at a time (``run``) or on parallel workers (``run_many``), each in its own jail.
 
-    def __init__(self, workers: int | None = None, base_dir: Path | None = None) -> None:
+    Python programs run on a fork server per worker where namespaces are available (``forkserver``), every other
+    program (and every program where namespaces are not) in a fresh process chain.
+    """
+
+    def __init__(self, workers: int | None = None, base_dir: Path | None = None, *, fork_server: bool = True) -> None:
         self.workers = max(1, workers or (os.cpu_count() or 1))
         self.base_dir = base_dir
         self.iso = isolation()
@@ -216,6 +224,24 @@ class Sandbox:
                 "no Python interpreter the sandbox user can execute",
                 hint="install python3 system-wide (/usr/bin/python3) or run as a non-root user",
             )
+        self.fork_server = fork_server and self.iso.namespaces
+        self._servers: dict[int, ForkServer] = {}
+        self._servers_dir: Path | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop the fork servers (they also stop by themselves when this process exits)."""
+        self._closed = True
+        for server in self._servers.values():
+            server.stop()
+        self._servers.clear()
+        if self._servers_dir is not None:
+            shutil.rmtree(self._servers_dir, ignore_errors=True)
+            self._servers_dir = None
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self.close()
 
     @property
     def python(self) -> str:
@@ -254,14 +280,71 @@ class Sandbox:
         }
 
     def run(self, program: Program) -> Outcome:
-        uid = self._slots.get() if self.iso.drop_to_nobody else None
+        slot = self._slots.get()
+        uid = slot if self.iso.drop_to_nobody else None
         try:
-            return self._run_as(program, uid)
+            if self.fork_server and program.python_main is not None:
+                return self._run_forked(program, slot, uid)
+            return self._run_exec(program, uid)
         finally:
-            if uid is not None:
-                self._slots.put(uid)
+            self._slots.put(slot)
 
-    def _run_as(self, program: Program, uid: int | None) -> Outcome:
+    def _server(self, slot: int, uid: int | None) -> ForkServer:
+        server = self._servers.get(slot)
+        if server is None:
+            if self._servers_dir is None:
+                self._servers_dir = Path(tempfile.mkdtemp(prefix="fp-sandbox-workers-", dir=self.base_dir))
+                os.chmod(self._servers_dir, 0o755)
+            root = self._servers_dir / str(slot)
+            # The zygote's own size limit is the tmpfs; the program's limits are set in each forked child.
+            # "exec" makes the zygote PID 1 of the namespace (see ``forkserver``).
+            command = [*_namespace_prefix(), "64", str(uid or ""), "exec", self.python, "-I", "-c", ZYGOTE]
+            env = self._environment(root)
+            command.append(json.dumps(env))
+            server = self._servers[slot] = ForkServer(command, root, env, uid)
+        return server
+
+    def _run_forked(self, program: Program, slot: int, uid: int | None) -> Outcome:
+        server = self._server(slot, uid)
+        name, workdir = server.job_dir()
+        lim = program.limits
+        try:
+            server._start()
+            self._write_files(program, workdir, uid)
+            stdin = server.root / f"{name}.in"
+            stdin.write_text(program.stdin, encoding="utf-8")
+            if uid is not None:
+                os.chown(stdin, uid, uid)
+            started = time.perf_counter()
+            try:
+                reply = server.run(name, str(program.python_main), asdict(lim), timeout_s=lim.wall_s + 10)
+            except ZygoteDied as exc:
+                wall = time.perf_counter() - started
+                return Outcome(program.key, "crashed", "sandbox", -1, wall, 0.0, "", str(exc))
+            wall = time.perf_counter() - started
+            rc = os.waitstatus_to_exitcode(reply["status"])
+            out_path, err_path = server.root / f"{name}.out", server.root / f"{name}.err"
+            for path in (out_path, err_path):
+                path.touch(exist_ok=True)
+            stderr = _tail(err_path)
+            status, reason = _classify(rc, reply["timed_out"], reply["cpu"], lim, stderr, out_path, err_path)
+            return Outcome(program.key, status, reason, rc, wall, reply["cpu"], _tail(out_path), stderr)
+        finally:
+            server.cleanup()
+
+    def _write_files(self, program: Program, workdir: Path, uid: int | None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        for name, text in program.files.items():
+            target = (workdir / name).resolve()
+            if workdir.resolve() not in target.parents:
+                raise ValueError(f"sandbox file {name!r} points outside its directory")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        if uid is not None:
+            for p in [workdir, *workdir.rglob("*")]:
+                os.chown(p, uid, uid)
+
+    def _run_exec(self, program: Program, uid: int | None) -> Outcome:
         workdir = Path(tempfile.mkdtemp(prefix="fp-sandbox-", dir=self.base_dir))
         # The harness's own files (stdout, stderr) live beside the program's directory, not inside it.
         logs = Path(tempfile.mkdtemp(prefix="fp-sandbox-logs-", dir=self.base_dir))
@@ -272,15 +355,7 @@ class Sandbox:
             shutil.rmtree(logs, ignore_errors=True)
 
     def _run_in(self, program: Program, workdir: Path, logs: Path, uid: int | None) -> Outcome:
-        for name, text in program.files.items():
-            target = (workdir / name).resolve()
-            if workdir.resolve() not in target.parents:
-                raise ValueError(f"sandbox file {name!r} points outside its directory")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        if uid is not None:
-            for p in [workdir, *workdir.rglob("*")]:
-                os.chown(p, uid, uid)
+        self._write_files(program, workdir, uid)
         lim = program.limits
         out_path, err_path, in_path = logs / "stdout", logs / "stderr", logs / "stdin"
         in_path.write_text(program.stdin, encoding="utf-8")
