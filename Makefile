@@ -32,11 +32,11 @@ $(VENV)/.torch: | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.llama-$(LLAMA_VERSION) $(VENV)/.torch
-	$(BIN)/pip install --quiet -e '.[llama,models,embeddings,datagen]'
+	$(BIN)/pip install --quiet -e '.[llama,models,embeddings,datagen,reports]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[llama,models,embeddings,datagen,dev]'
+	$(BIN)/pip install --quiet -e '.[llama,models,embeddings,datagen,reports,mlflow,dev]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -64,6 +64,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/index.py
 	$(BIN)/python benchmarks/assist.py
 	$(BIN)/python benchmarks/datagen.py
+	$(BIN)/python benchmarks/evals.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -18,6 +18,7 @@ OpenAI error envelope.
     │   ├── BackendHTTPError                      non-2xx answer (status kept)
     │   ├── BackendStreamInterrupted              the stream ended before the server said it was done
     │   └── NotSupported                          the backend cannot do this operation
+    ├── GateFailed                       exit 7   a release gate decided FAIL, or a promotion was refused
     └── Cancelled                        exit 130 a request was cancelled by its caller
 """
 
@@ -144,6 +145,13 @@ class NotSupported(BackendError):
         self.operation = operation
 
 
+class GateFailed(ForgePilotError):
+    """A release gate decided FAIL (the decision and its dossier are stored), or a promotion lacked a pass."""
+
+    exit_code = 7
+    kind = "gate_failed"
+
+
 class Cancelled(ForgePilotError):
     exit_code = 130
     kind = "cancelled"
@@ -158,5 +166,6 @@ EXIT_CODES: dict[int, str] = {
     4: "model not available (parts not installed or model not prepared)",
     5: "backend error (model server unreachable, timed out, failed or interrupted)",
     6: "model integrity error (sha256 mismatch)",
+    7: "release gate failed, or promotion refused without a passing gate",
     130: "cancelled or interrupted",
 }

@@ -68,3 +68,62 @@ def test_llama_backend_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatc
         _ = backend.host
     assert info.value.one_line().endswith("(pip install 'forgepilot[llama]')")
     assert info.value.exit_code == 3
+
+
+def test_evals_gates_registry_exports() -> None:
+    import forgepilot.evals as evals
+    import forgepilot.gates as gates
+    import forgepilot.registry as registry
+
+    expected = {
+        evals: [
+            "HUMANEVAL",
+            "Case",
+            "EvalRunner",
+            "EvalStore",
+            "GenerationParams",
+            "RunConfig",
+            "RunRow",
+            "Suite",
+            "SuiteError",
+            "compare_results",
+            "edit_similarity",
+            "exact_match",
+            "humaneval",
+            "identifier_match",
+            "load_suite",
+            "mcnemar",
+            "open_store",
+            "paired_bootstrap",
+            "pass_at_k",
+            "summarize",
+        ],
+        gates: [
+            "PERTURBATIONS",
+            "CheckResult",
+            "Decision",
+            "LoadedSpec",
+            "Spec",
+            "SpecError",
+            "Target",
+            "latest_decision",
+            "load_spec",
+            "perturb",
+            "promote",
+            "run_gate",
+        ],
+        registry: [
+            "ENTITY_TYPES",
+            "Deployment",
+            "Edge",
+            "Entity",
+            "EntityType",
+            "Registry",
+            "content_id",
+            "open_registry",
+        ],
+    }
+    for module, names in expected.items():
+        assert sorted(module.__all__) == sorted(names)
+        for name in names:
+            assert getattr(module, name) is not None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import httpx
 
 from forgepilot.backends.base import Backend
-from forgepilot.backends.embedded import EMBEDDED_MODELS, ModelStore, ProgressFn
+from forgepilot.backends.embedded import EMBEDDED_MODELS, ModelStore, ProgressFn, sha256_file
 from forgepilot.backends.fake import FakeBackend
 from forgepilot.backends.fim import fim_template
 from forgepilot.backends.llamacpp import LlamaCppBackend
@@ -104,3 +104,29 @@ def _configured_backend(
         prices=prices,
         max_context=cfg.context_length or 8192,
     )
+
+
+def model_identity(name: str, settings: Settings) -> dict[str, str]:
+    """What pins a model's behaviour, for evaluation caches and the registry: provider, family and the weights.
+
+    Embedded models are named by their pinned sha256; a declared GGUF by the sha256 of its file (read once per
+    call: declared files are the user's own and may change under the same name); a server by its URL and model id.
+    """
+    cfg = settings.models.get(name)
+    provider, _, short = name.partition(":")
+    if cfg is None:
+        if provider == "llamacpp" and short in EMBEDDED_MODELS:
+            m = EMBEDDED_MODELS[short]
+            return {"name": name, "provider": provider, "family": m.family, "sha256": m.sha256, "source": "embedded"}
+        return {"name": name, "provider": provider, "source": "preset"}
+    out = {"name": name, "provider": cfg.provider or provider, "family": cfg.family, "source": "config"}
+    if cfg.path is not None:
+        path = cfg.path.expanduser()
+        out["path"] = str(path)
+        out["sha256"] = sha256_file(path) if path.is_file() else "missing"
+    elif cfg.provider != "llamacpp" and provider != "llamacpp":
+        out["base_url"] = cfg.base_url or "default"
+        out["model"] = cfg.model or short
+    elif short in EMBEDDED_MODELS:
+        out["sha256"] = EMBEDDED_MODELS[short].sha256
+    return out

@@ -13,7 +13,21 @@ import typer
 from rich.markup import escape
 
 from forgepilot import __version__
-from forgepilot.cli import assist, chat, complete, dataset, doctor, index, keys, lsp, models, serve
+from forgepilot.cli import (
+    assist,
+    chat,
+    complete,
+    dataset,
+    doctor,
+    eval,
+    gate,
+    index,
+    keys,
+    lsp,
+    models,
+    registry,
+    serve,
+)
 from forgepilot.cli._common import err
 from forgepilot.errors import EXIT_CODES, ForgePilotError
 
@@ -40,6 +54,10 @@ app.command()(lsp.lsp)
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(dataset.app, name="dataset")
+app.add_typer(eval.app, name="eval")
+app.add_typer(gate.app, name="gate")
+app.add_typer(registry.app, name="registry")
+app.command()(gate.promote)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,23 @@
+"""The registry: models, candidates, prompt versions, datasets, eval runs, gate decisions, deployments, lineage."""
+
+from forgepilot.registry.store import (
+    ENTITY_TYPES,
+    Deployment,
+    Edge,
+    Entity,
+    EntityType,
+    Registry,
+    content_id,
+    open_registry,
+)
+
+__all__ = [
+    "ENTITY_TYPES",
+    "Deployment",
+    "Edge",
+    "Entity",
+    "EntityType",
+    "Registry",
+    "content_id",
+    "open_registry",
+]

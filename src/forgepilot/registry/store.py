@@ -1,0 +1,265 @@
+"""The registry (``STATE/registry.db``): what was built, measured, decided and deployed, and how they connect.
+
+Entities are models (weights by hash, base or adapter), prompt template versions, datasets (card and its hash),
+evaluation runs, gate decisions and deployments (an alias such as ``champion`` pointing at a model, prompt
+versions and context settings). Edges record lineage: a decision *evaluated* a model *on* runs, a dataset was
+*built from* a repository commit, a deployment *was promoted by* a decision. Every entity has a stable id derived
+from its content, so registering the same thing twice is one entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from forgepilot.errors import UserError
+from forgepilot.index.store import Migration, connect
+
+EntityType = Literal["model", "candidate", "prompt", "dataset", "run", "decision", "deployment", "repository", "spec"]
+ENTITY_TYPES: tuple[EntityType, ...] = (
+    "model",
+    "candidate",
+    "prompt",
+    "dataset",
+    "run",
+    "decision",
+    "deployment",
+    "repository",
+    "spec",
+)
+
+MIGRATIONS: list[Migration] = [
+    (
+        1,
+        "registry entities, lineage edges, deployments and their history",
+        """
+        CREATE TABLE entities (
+            type TEXT NOT NULL,
+            id TEXT NOT NULL,              -- content-derived (a hash) or the entity's own id (run ids, aliases)
+            name TEXT NOT NULL,            -- what people call it: a model name, a template name@version, a path
+            data TEXT NOT NULL,            -- JSON
+            created_at REAL NOT NULL,
+            PRIMARY KEY (type, id)
+        );
+        CREATE INDEX entities_name ON entities(type, name);
+        CREATE TABLE edges (
+            src_type TEXT NOT NULL,
+            src_id TEXT NOT NULL,
+            relation TEXT NOT NULL,        -- evaluated, used_prompt, built_from, trained_on, decided, deploys, ...
+            dst_type TEXT NOT NULL,
+            dst_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (src_type, src_id, relation, dst_type, dst_id)
+        );
+        CREATE INDEX edges_dst ON edges(dst_type, dst_id);
+        CREATE TABLE deployments (
+            alias TEXT PRIMARY KEY,
+            target TEXT NOT NULL,          -- JSON: model, prompt versions, context settings
+            decision_id TEXT,              -- the passing gate decision that allowed it
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE deployment_history (
+            id INTEGER PRIMARY KEY,
+            alias TEXT NOT NULL,
+            target TEXT NOT NULL,
+            decision_id TEXT,
+            moved_at REAL NOT NULL
+        )
+        """,
+    )
+]
+
+
+@dataclass(frozen=True)
+class Entity:
+    type: str
+    id: str
+    name: str
+    data: dict[str, Any]
+    created_at: float
+
+    def record(self) -> dict[str, Any]:
+        return {"type": self.type, "id": self.id, "name": self.name, "data": self.data, "created_at": self.created_at}
+
+
+@dataclass(frozen=True)
+class Edge:
+    src_type: str
+    src_id: str
+    relation: str
+    dst_type: str
+    dst_id: str
+
+
+@dataclass(frozen=True)
+class Deployment:
+    alias: str
+    target: dict[str, Any]
+    decision_id: str | None
+    updated_at: float
+
+
+def content_id(data: Any) -> str:
+    """A stable id for JSON-able ``data`` (sorted keys): the same content is the same entity."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:20]
+
+
+class Registry:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn: sqlite3.Connection = connect(path, MIGRATIONS)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    # -- entities ------------------------------------------------------------------------------------------
+    def put(self, type_: EntityType, id_: str, name: str, data: dict[str, Any]) -> Entity:
+        """Register an entity (an existing id keeps its first registration time and gets the new data)."""
+        now = time.time()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO entities(type, id, name, data, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(type, id) DO UPDATE SET name = excluded.name, data = excluded.data",
+                (type_, id_, name, json.dumps(data, sort_keys=True, default=str), now),
+            )
+        return self.get(type_, id_)
+
+    def get(self, type_: str, id_: str) -> Entity:
+        row = self.conn.execute("SELECT * FROM entities WHERE type = ? AND id = ?", (type_, id_)).fetchone()
+        if row is None:
+            rows = self.conn.execute(
+                "SELECT * FROM entities WHERE type = ? AND (id LIKE ? || '%' OR name = ?) ORDER BY created_at DESC",
+                (type_, id_, id_),
+            ).fetchall()
+            if not rows:
+                raise UserError(f"no {type_} {id_!r} in the registry", hint=f"see `forgepilot registry ls {type_}`")
+            if len({r["id"] for r in rows}) > 1 and not all(r["name"] == id_ for r in rows):
+                raise UserError(f"{id_!r} names several {type_} entries", hint="give more of the id")
+            row = rows[0]
+        return Entity(row["type"], row["id"], row["name"], json.loads(row["data"]), row["created_at"])
+
+    def find(self, type_: str, id_: str) -> Entity | None:
+        try:
+            return self.get(type_, id_)
+        except UserError:
+            return None
+
+    def entities(self, type_: str | None = None, limit: int = 100) -> list[Entity]:
+        rows = self.conn.execute(
+            "SELECT * FROM entities WHERE (? IS NULL OR type = ?) ORDER BY created_at DESC LIMIT ?",
+            (type_, type_, limit),
+        ).fetchall()
+        return [Entity(r["type"], r["id"], r["name"], json.loads(r["data"]), r["created_at"]) for r in rows]
+
+    # -- lineage -------------------------------------------------------------------------------------------
+    def link(self, src: Entity | tuple[str, str], relation: str, dst: Entity | tuple[str, str]) -> None:
+        s = (src.type, src.id) if isinstance(src, Entity) else src
+        d = (dst.type, dst.id) if isinstance(dst, Entity) else dst
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO edges(src_type, src_id, relation, dst_type, dst_id, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (*s, relation, *d, time.time()),
+            )
+
+    def edges_from(self, type_: str, id_: str) -> list[Edge]:
+        rows = self.conn.execute(
+            "SELECT src_type, src_id, relation, dst_type, dst_id FROM edges WHERE src_type = ? AND src_id = ? "
+            "ORDER BY relation, dst_type, dst_id",
+            (type_, id_),
+        ).fetchall()
+        return [Edge(*r) for r in rows]
+
+    def edges_to(self, type_: str, id_: str) -> list[Edge]:
+        rows = self.conn.execute(
+            "SELECT src_type, src_id, relation, dst_type, dst_id FROM edges WHERE dst_type = ? AND dst_id = ? "
+            "ORDER BY relation, src_type, src_id",
+            (type_, id_),
+        ).fetchall()
+        return [Edge(*r) for r in rows]
+
+    def lineage(self, type_: str, id_: str, depth: int = 6) -> dict[str, Any]:
+        """The tree of what ``(type, id)`` was made from or judged on, ``depth`` levels down."""
+        entity = self.get(type_, id_)
+        seen: set[tuple[str, str]] = set()
+
+        def walk(e: Entity, level: int) -> dict[str, Any]:
+            node: dict[str, Any] = {"type": e.type, "id": e.id, "name": e.name, "links": []}
+            seen.add((e.type, e.id))
+            if level >= depth:
+                return node
+            for edge in self.edges_from(e.type, e.id):
+                child = self.find(edge.dst_type, edge.dst_id)
+                if child is None or (child.type, child.id) in seen:
+                    node["links"].append({"relation": edge.relation, "type": edge.dst_type, "id": edge.dst_id})
+                    continue
+                node["links"].append({"relation": edge.relation, **walk(child, level + 1)})
+            return node
+
+        return walk(entity, 0)
+
+    # -- deployments ---------------------------------------------------------------------------------------
+    def deployment(self, alias: str) -> Deployment | None:
+        row = self.conn.execute("SELECT * FROM deployments WHERE alias = ?", (alias,)).fetchone()
+        if row is None:
+            return None
+        return Deployment(row["alias"], json.loads(row["target"]), row["decision_id"], row["updated_at"])
+
+    def deployments(self) -> list[Deployment]:
+        return [
+            Deployment(r["alias"], json.loads(r["target"]), r["decision_id"], r["updated_at"])
+            for r in self.conn.execute("SELECT * FROM deployments ORDER BY alias")
+        ]
+
+    def history(self, alias: str) -> list[dict[str, Any]]:
+        return [
+            {"target": json.loads(r["target"]), "decision_id": r["decision_id"], "moved_at": r["moved_at"]}
+            for r in self.conn.execute("SELECT * FROM deployment_history WHERE alias = ? ORDER BY id DESC", (alias,))
+        ]
+
+    def set_deployment(self, alias: str, target: dict[str, Any], decision_id: str | None) -> Deployment:
+        """Point ``alias`` at ``target`` (callers check the gate first: see ``gates.promote``)."""
+        now = time.time()
+        payload = json.dumps(target, sort_keys=True)
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO deployments(alias, target, decision_id, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(alias) DO UPDATE SET target = excluded.target, decision_id = excluded.decision_id, "
+                "updated_at = excluded.updated_at",
+                (alias, payload, decision_id, now),
+            )
+            conn.execute(
+                "INSERT INTO deployment_history(alias, target, decision_id, moved_at) VALUES (?, ?, ?, ?)",
+                (alias, payload, decision_id, now),
+            )
+        entity = self.put("deployment", alias, alias, {"target": target, "decision_id": decision_id})
+        if decision_id:
+            self.link(entity, "promoted_by", ("decision", decision_id))
+        return self.deployment(alias)  # type: ignore[return-value]
+
+    def counts(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT type, count(*) FROM entities GROUP BY type").fetchall())
+
+
+def open_registry(state_dir: Path) -> Registry:
+    return Registry(state_dir / "registry.db")
