@@ -201,7 +201,7 @@ def bench_repo(holes: int, state: Path) -> dict[str, Any]:
     report = builder.build(
         [repo], BuildOptions(out=state / "dataset", kinds=("inline", "in_block", "after_block"), resume=False)
     )
-    full = load_suite(state / "dataset" / "instances.jsonl")
+    full = load_suite(state / "dataset")
     # Interleave kinds so a short run still covers each mode.
     by_mode: dict[str, list[Any]] = {}
     for c in full.cases:

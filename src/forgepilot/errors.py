@@ -6,6 +6,7 @@ OpenAI error envelope.
 
     ForgePilotError                      exit 1
     ├── UserError                        exit 2   bad input or usage
+    │   ├── FileError                             a suite or spec file is malformed (message: path:line: ...)
     │   ├── ConfigError                  exit 3   invalid settings, unknown model or model family
     │   │   └── UnknownModelFamily
     │   └── MissingExtra                 exit 3   an optional dependency group is not installed
@@ -48,6 +49,17 @@ class ForgePilotError(Exception):
 class UserError(ForgePilotError):
     exit_code = 2
     kind = "invalid_request_error"
+
+
+class FileError(UserError):
+    """A file people write (an evaluation suite, a gate spec) that cannot be read; the message starts with
+    ``path:line`` so an editor can jump there."""
+
+    def __init__(self, path: object, line: int | None, problem: str, *, hint: str) -> None:
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {problem}", hint=hint)
+        self.path = str(path)
+        self.line = line
 
 
 class ConfigError(UserError):

@@ -299,3 +299,61 @@ def test_concurrent_cases_keep_suite_order(tmp_path: Path, sandbox: Sandbox) -> 
         runner(store, backend, sandbox, concurrency=4).run(load_suite(suite_file(tmp_path)), RunConfig("fake:coder"))
     )
     assert [r["case_id"] for r in store.results(row.id)] == ["add", "sub", "mul", "neg"]
+
+
+def test_cli_context_ablation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [
+        {"suite": {"schema_version": 1, "name": "holes", "kind": "completion"}},
+        {"id": "h1", "path": "m.py", "prefix": "def total(xs):\n    return ", "suffix": "\n", "target": "sum(xs)"},
+    ]
+    path = tmp_path / "holes.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    (tmp_path / "forgepilot.toml").write_text('[models."fake:coder"]\nfamily = "qwen2.5-coder"\n', encoding="utf-8")
+    assert main(["eval", "run", str(path), "--model", "fake:coder", "--ablate", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [r["label"] for r in runs] == [
+        None,
+        "ablation: -related",
+        "ablation: -similar",
+        "ablation: -retrieved",
+        "ablation: in-file only",
+    ]
+    assert [r["config"]["sources"] for r in runs] == [
+        ["related", "similar", "retrieved"],
+        ["similar", "retrieved"],
+        ["related", "retrieved"],
+        ["related", "similar"],
+        [],
+    ]
+    assert main(["eval", "run", "humaneval", "--model", "fake:coder", "--ablate"]) == 2
+    assert "needs a completion suite" in capsys.readouterr().err
+
+
+async def test_runs_share_the_callers_workspace(tmp_path: Path) -> None:
+    from forgepilot.index.indexer import Indexer, Workspace
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "calc.py").write_text("def double(x):\n    return 2 * x\n", encoding="utf-8")
+    workspace = Workspace(tmp_path / "index")
+    Indexer(workspace, embeddings=False).index(repo)
+    rows = [
+        {"suite": {"schema_version": 1, "name": "holes", "kind": "completion"}},
+        {
+            "id": "h1",
+            "path": "main.py",
+            "prefix": "from calc import double\n\nx = ",
+            "suffix": "\n",
+            "target": "double(2)",
+            "repository": "repo",
+        },
+    ]
+    path = tmp_path / "holes.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    backend = FakeBackend("fake:coder", replies=["double(2)"])
+    store = open_store(tmp_path / "state")
+    for sources in (("related", "similar", "retrieved"), ()):
+        runner = EvalRunner(load_settings(), store, workspace=workspace, preset={backend.name: backend})
+        row = await runner.run(load_suite(path), RunConfig("fake:coder", sources=sources))
+        assert row.status == "complete" and row.summary is not None and row.summary["errors"] == 0
+    assert workspace.store.repositories()  # still open for whoever runs next

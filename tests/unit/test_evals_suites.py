@@ -99,11 +99,13 @@ def test_dataset_instances_are_a_completion_suite(tmp_path: Path) -> None:
         },
         {"kind": "commit", "schema_version": 1, "id": "c1", "completion": "Fix the thing"},
     ]
-    path = tmp_path / "ds" / "instances.jsonl"
-    path.parent.mkdir()
+    path = tmp_path / "ds" / "instances" / "test.jsonl"
+    path.parent.mkdir(parents=True)
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     suite = load_suite(path)
-    assert suite.name == "ds" and [c.id for c in suite.cases] == ["i1"]
+    assert suite.name == "ds/test" and [c.id for c in suite.cases] == ["i1"]
+    whole = load_suite(tmp_path / "ds")  # the dataset folder: every split
+    assert whole.name == "ds" and [c.id for c in whole.cases] == ["i1"]
     assert suite.cases[0].input["mode"] == "in-block"
     assert suite.cases[0].slices == {"language": "python", "repository": "repo", "task": "in-block", "split": "test"}
 

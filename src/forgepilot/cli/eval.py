@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from forgepilot.cli._common import err, out, print_json, run, settings
+from forgepilot.cli.index import stage_progress
 from forgepilot.errors import Cancelled, UserError
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def _headline(row: RunRow) -> str:
 @app.command("run")
 def run_(
     suite: Annotated[
-        str, typer.Argument(help="A suite file (.yaml, .jsonl, a dataset's instances.jsonl) or 'humaneval'.")
+        str, typer.Argument(help="A suite file (.yaml, .jsonl), a dataset folder or split file, or 'humaneval'.")
     ],
     model: Annotated[str | None, typer.Option(help="Model to evaluate (default: the completion tier's model).")] = None,
     n: Annotated[int, typer.Option(help="Samples per case.")] = 1,
@@ -114,22 +114,13 @@ def run_(
             index_paths(workspace, s, [str(r) for r in repo], embeddings=s.context.retrieved_vectors, quiet=False)
     store = _store()
     sandbox = Sandbox(workers=workers) if chosen.kind == "functional" else None
-    rows = []
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    ) as bar:
+    rows: list[RunRow] = []
+    with stage_progress() as bar:
         for config in configs:
-            task = bar.add_task(escape(config.label or chosen.name), total=len(chosen.cases))
+            stage = escape(config.label or chosen.name)
 
-            def progress(done: int, total: int, task: object = task) -> None:
-                bar.update(task, completed=done, total=total)  # type: ignore[arg-type]
+            def progress(done: int, total: int, stage: str = stage) -> None:
+                bar(stage, done, total)
 
             runner = EvalRunner(
                 s, store, workspace=workspace, sandbox=sandbox, concurrency=concurrency, progress=progress

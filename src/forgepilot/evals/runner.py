@@ -226,7 +226,8 @@ class EvalRunner:
         try:
             await asyncio.gather(*(one(i, c) for i, c in enumerate(suite.cases) if c.id not in done))
         finally:
-            await assistant.aclose()
+            # Not assistant.aclose(): the workspace is the caller's, shared by the runs that follow.
+            await assistant.models.aclose()
 
 
 class _Judge:

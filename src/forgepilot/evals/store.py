@@ -14,14 +14,13 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from forgepilot.errors import UserError
-from forgepilot.index.store import Migration, connect
+from forgepilot.index.store import Migration, connect, write_transaction
 
 MIGRATIONS: list[Migration] = [
     (
@@ -122,16 +121,8 @@ class EvalStore:
     def close(self) -> None:
         self.conn.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self.conn, self._lock)
 
     # -- runs ---------------------------------------------------------------------------------------------
     def create_run(

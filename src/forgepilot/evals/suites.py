@@ -5,8 +5,8 @@ Three kinds of suite share one shape (a ``Suite`` of ``Case`` records):
 - ``functional``: a Python prompt completed by the model and executed against its tests in the sandbox (HumanEval
   style: ``prompt``, ``test``, ``entry_point``; or plain ``tests`` run after the completed code).
 - ``completion``: a hole in a repository file (``path``, ``prefix``, ``suffix``, ``target``), scored by exact match,
-  edit similarity and identifier match. A dataset's ``instances.jsonl`` (``forgepilot dataset build``) is read as
-  a completion suite directly: its completion instances become cases.
+  edit similarity and identifier match. A dataset folder (``forgepilot dataset build``) or one of its
+  ``instances/SPLIT.jsonl`` files is read as a completion suite directly: its completion instances become cases.
 - ``prompt``: a few-shot prompt template checked on its own examples (``shots``) and on held-out ``cases``.
 
 A malformed file is a ``SuiteError`` naming the file and line. Every suite has a content hash: a run records it,
@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from forgepilot.errors import MissingExtra, UserError
+from forgepilot.errors import FileError, MissingExtra, UserError
 from forgepilot.yamlio import YamlSyntaxError, line_of, load_with_lines, strip_lines
 
 SCHEMA_VERSION = 1
@@ -35,14 +35,11 @@ HUMANEVAL = "humaneval"
 _COMPLETION_INSTANCE_KINDS = {"inline": "inline", "in_block": "in-block", "after_block": "after-block"}
 
 
-class SuiteError(UserError):
+class SuiteError(FileError):
     """A suite file that cannot be read; the message starts with ``path:line``."""
 
     def __init__(self, path: Path | str, line: int | None, problem: str) -> None:
-        where = f"{path}:{line}" if line else str(path)
-        super().__init__(f"{where}: {problem}", hint="fix the suite file (see README, 'Evaluation suites')")
-        self.path = str(path)
-        self.line = line
+        super().__init__(path, line, problem, hint="fix the suite file (see README, 'Evaluation suites')")
 
 
 @dataclass(frozen=True)
@@ -365,7 +362,8 @@ def _from_instances(path: Path, data: bytes, rows: list[tuple[dict[str, Any], in
             raise SuiteError(path, number, f"instance lacks {exc.args[0]!r}") from None
     if not cases:
         raise SuiteError(path, None, "no completion instances (inline, in_block, after_block) in this dataset")
-    name = path.parent.name if path.name == "instances.jsonl" else path.stem
+    # A split file of a dataset (OUT/instances/test.jsonl) is named after its dataset and split.
+    name = f"{path.parent.parent.name}/{path.stem}" if path.parent.name == "instances" else path.stem
     return Suite(name, "completion", cases, str(path), hashlib.sha256(data).hexdigest(), "dataset instances")
 
 
@@ -395,11 +393,28 @@ def humaneval() -> Suite:
     return Suite(HUMANEVAL, "functional", cases, f"builtin:{HUMANEVAL}", hashlib.sha256(raw).hexdigest(), "HumanEval")
 
 
+def _from_dataset(folder: Path) -> Suite:
+    """Every split of a dataset folder (``OUT/instances/SPLIT.jsonl``) as one completion suite."""
+    files = sorted((folder / "instances").glob("*.jsonl"))
+    if not files:
+        raise SuiteError(folder, None, "no instances/*.jsonl: not a dataset folder of `forgepilot dataset build`")
+    rows: list[tuple[dict[str, Any], int]] = []
+    data = b""
+    for file in files:
+        raw = file.read_bytes()
+        data += raw
+        rows += list(_jsonl_rows(file, raw))
+    suite = _from_instances(folder, data, rows)
+    return Suite(folder.name, suite.kind, suite.cases, str(folder), suite.sha256, suite.description)
+
+
 def load_suite(ref: str | Path) -> Suite:
-    """A suite by built-in name (``humaneval``) or file (``.yaml``/``.yml``/``.jsonl``)."""
+    """A suite by built-in name (``humaneval``), file (``.yaml``/``.yml``/``.jsonl``) or dataset folder."""
     if str(ref) == HUMANEVAL:
         return humaneval()
     path = Path(ref)
+    if path.is_dir():
+        return _from_dataset(path)
     if not path.is_file():
         raise UserError(f"no suite {str(ref)!r}", hint=f"give a .yaml or .jsonl file, or the built-in {HUMANEVAL!r}")
     data = path.read_bytes()

@@ -21,6 +21,7 @@ from typing import Any
 
 from forgepilot.assist import Assistant, CompletionInput, TaskInput
 from forgepilot.context import Document, OpenFile
+from forgepilot.errors import UserError
 
 
 def _token(kind: str, i: int, seed: str) -> str:
@@ -127,8 +128,10 @@ async def leakage(assistant: Assistant, model: str, *, seed: str = "fp") -> tupl
 
 
 def training_texts(dataset: Path) -> list[dict[str, Any]]:
-    """The train-split instances of a dataset folder (``instances.jsonl``)."""
-    path = dataset / "instances.jsonl" if dataset.is_dir() else dataset
+    """The train-split instances of a dataset folder (``instances/train.jsonl``) or of one instances file."""
+    path = dataset / "instances" / "train.jsonl" if dataset.is_dir() else dataset
+    if not path.is_file():
+        raise UserError(f"{path} does not exist", hint="name a `forgepilot dataset build` folder with a train split")
     rows = []
     with path.open(encoding="utf-8") as f:
         for line in f:

@@ -12,17 +12,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from forgepilot.errors import UserError
+from forgepilot.errors import FileError, UserError
 from forgepilot.yamlio import YamlSyntaxError, line_of, load_with_lines, strip_lines
 
 SCHEMA_VERSION = 1
 
 
-class SpecError(UserError):
+class SpecError(FileError):
     def __init__(self, path: Path, line: int | None, problem: str) -> None:
-        where = f"{path}:{line}" if line else str(path)
-        super().__init__(f"{where}: {problem}", hint="fix the gate spec (see examples/gate.yaml)")
-        self.line = line
+        super().__init__(path, line, problem, hint="fix the gate spec (see examples/gate.yaml)")
 
 
 class _Strict(BaseModel):

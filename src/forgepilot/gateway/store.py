@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from forgepilot.errors import UserError
-from forgepilot.index.store import Migration, connect
+from forgepilot.index.store import Migration, connect, write_transaction
 
 KEY_PREFIX = "fp-"
 
@@ -143,19 +143,13 @@ class GatewayStore:
             (now, e["type"], api_key, *(e.get(c) for c in _EVENT_COLUMNS), json.dumps(e, ensure_ascii=False))
             for e in events
         ]
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                self.conn.executemany(
-                    "INSERT INTO events(received_at, type, api_key, {}, payload) VALUES (?, ?, ?, {}, ?)".format(
-                        ", ".join(_EVENT_COLUMNS), ", ".join("?" * len(_EVENT_COLUMNS))
-                    ),
-                    rows,
-                )
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
+        with write_transaction(self.conn, self._lock):
+            self.conn.executemany(
+                "INSERT INTO events(received_at, type, api_key, {}, payload) VALUES (?, ?, ?, {}, ?)".format(
+                    ", ".join(_EVENT_COLUMNS), ", ".join("?" * len(_EVENT_COLUMNS))
+                ),
+                rows,
+            )
         return len(rows)
 
     def event_counts(self) -> dict[str, int]:

@@ -7,10 +7,12 @@ finish. WAL lets searches read while the indexer writes.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,6 +149,20 @@ def connect(path: Path, migrations: Sequence[Migration] | None = None) -> sqlite
     return conn
 
 
+@contextmanager
+def write_transaction(conn: sqlite3.Connection, lock: threading.Lock | None = None) -> Iterator[sqlite3.Connection]:
+    """One write transaction on an autocommit connection: BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on any error
+    (Ctrl-C included); ``lock`` serialises threads sharing the connection."""
+    with lock or contextlib.nullcontext():
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[int]:
     """Apply pending migrations in order, each in its own transaction; returns the versions applied."""
     conn.execute(
@@ -185,15 +201,8 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self.conn)
 
     # -- repositories -----------------------------------------------------------------------------------------
 

@@ -14,14 +14,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from forgepilot.errors import UserError
-from forgepilot.index.store import Migration, connect
+from forgepilot.index.store import Migration, connect, write_transaction
 
 EntityType = Literal["model", "candidate", "prompt", "dataset", "run", "decision", "deployment", "repository", "spec"]
 ENTITY_TYPES: tuple[EntityType, ...] = (
@@ -121,16 +120,8 @@ class Registry:
     def close(self) -> None:
         self.conn.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self.conn, self._lock)
 
     # -- entities ------------------------------------------------------------------------------------------
     def put(self, type_: EntityType, id_: str, name: str, data: dict[str, Any]) -> Entity:
