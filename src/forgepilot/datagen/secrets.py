@@ -35,6 +35,7 @@ _KEYWORD_ASSIGN = re.compile(
     r"[:=]\s*[bru]?([\"'])([^\"'\s]{8,})\1"
 )
 _KEEP_IPS = frozenset({"127.0.0.1", "0.0.0.0", "255.255.255.255"})
+_LINE_CACHE = 200_000  # remembered line scans (a few tens of MB at most)
 _MIN_SECRET = 6  # shorter "secrets" are plugin artefacts (a matched prefix), not values worth scrubbing
 
 
@@ -60,6 +61,7 @@ class Redactor:
         #: Every secret value found so far, with its placeholder.
         self.values: dict[str, str] = {}
         self._values_re: re.Pattern[str] | None = None
+        self._lines: dict[tuple[str, str], dict[str, str]] = {}
 
     def _detect(self, lines: Iterable[str], filename: str) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -75,12 +77,25 @@ class Redactor:
                     or any(c.isdigit() for c in value)
                 ):
                     found.setdefault(value, "<PASSWORD>")
-        with self._settings():
-            for secret in self._scan_lines(picked, filename):
-                value = secret.secret_value
-                if not value or len(value) < _MIN_SECRET or value in PLACEHOLDERS:
-                    continue
-                found[value] = "<PASSWORD>" if secret.type == "Secret Keyword" else "<KEY>"
+        # A dataset scans the same lines many times (a file, then every instance's prefix and prompt cut from
+        # it): each line is scanned once per file type and its findings remembered.
+        kind = filename.rpartition(".")[2]
+        # Numbered by their place in the scanned list: detect-secrets reads a line's context by that number.
+        todo = list(enumerate(dict.fromkeys(line for _, line in picked if (line, kind) not in self._lines), 1))
+        if todo:
+            per_line: dict[int, dict[str, str]] = {i: {} for i, _ in todo}
+            with self._settings():
+                for secret in self._scan_lines(todo, filename):
+                    value = secret.secret_value
+                    if not value or len(value) < _MIN_SECRET or value in PLACEHOLDERS:
+                        continue
+                    per_line[secret.line_number][value] = "<PASSWORD>" if secret.type == "Secret Keyword" else "<KEY>"
+            if len(self._lines) > _LINE_CACHE:
+                self._lines.clear()
+            for i, line in todo:
+                self._lines[(line, kind)] = per_line[i]
+        for _, line in picked:
+            found.update(self._lines[(line, kind)])
         return found
 
     def redact(self, text: str, filename: str = "snippet.py") -> Redaction:

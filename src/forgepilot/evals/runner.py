@@ -223,8 +223,15 @@ class EvalRunner:
             finished += 1
             self.progress(finished, total)
 
+        tasks = [asyncio.ensure_future(one(i, c)) for i, c in todo]
         try:
-            await asyncio.gather(*(one(i, c) for i, c in enumerate(suite.cases) if c.id not in done))
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # Stop the cases still in flight (a bug in one case, or Ctrl-C) before the run is marked interrupted.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         finally:
             # Not assistant.aclose(): the workspace is the caller's, shared by the runs that follow.
             await assistant.models.aclose()
