@@ -82,9 +82,11 @@ def build(tmp: Path, roots: list[Path], out: Path, **dataset: object) -> BuildRe
 
 
 def read_instances(out: Path) -> list[dict[str, object]]:
+    from forgepilot.datagen.formats import instance_from_row
+
     rows = []
     for path in sorted((out / "instances").glob("*.jsonl")):
-        rows += [json.loads(line) for line in path.read_text().splitlines()]
+        rows += [instance_from_row(json.loads(line)) for line in path.read_text().splitlines()]
     return rows
 
 
@@ -179,6 +181,10 @@ def test_every_format_loads_with_datasets(built: tuple[Path, list[Path], BuildRe
         assert files, fmt
         loaded = datasets.load_dataset("json", data_files=files, split="train", cache_dir=str(built[0] / "hf"))
         assert loaded.num_rows > 0
+        # Split by split, as trainers load them: the first split's schema must fit the others.
+        by_split = {Path(f).stem: f for f in files}
+        splits = datasets.load_dataset("json", data_files=by_split, cache_dir=str(built[0] / "hf"))
+        assert sum(d.num_rows for d in splits.values()) == loaded.num_rows
     deepseek = json.loads((out / "deepseek" / "train.jsonl").read_text().splitlines()[0])
     assert "### Instruction:\n" in deepseek["text"] and deepseek["text"].endswith("<|EOT|>")
     fim = json.loads((out / "fim" / "train.jsonl").read_text().splitlines()[0])

@@ -5,7 +5,10 @@
 - ``deepseek``: the DeepSeek-Coder instruction template, ``{"text": ...}`` ending with ``<|EOT|>``.
 - ``fim``: raw fill-in-the-middle text of the serving model's family for the completion kinds: ``{"prompt",
   "completion", "text"}`` where ``prompt`` is exactly what the serving backend sends.
-- ``instances``: the full records (context sources, template versions, lineage).
+- ``instances``: the full records (context sources, template versions, lineage), flat: the nested fields
+  (``context``, ``meta``, ``template``, ``related_paths``) are JSON strings and a missing commit is "", so every split
+  has one schema (``datasets`` types a column that is all nulls or empty lists in the first split as null, and
+  then cannot load the other splits). ``instance_from_row`` reads a row back.
 """
 
 from __future__ import annotations
@@ -19,6 +22,28 @@ from forgepilot.datagen.types import COMPLETION_KINDS, Instance
 
 FORMATS = ("instances", "chat", "alpaca", "deepseek", "fim")
 DEEPSEEK_EOT = "<|EOT|>"
+
+
+#: Fields of an instance record written as JSON text in the ``instances`` format.
+NESTED = ("context", "meta", "template", "related_paths")
+
+
+def instance_row(inst: Instance) -> dict[str, Any]:
+    row = inst.record()
+    for key in NESTED:
+        row[key] = json.dumps(row[key], ensure_ascii=False, sort_keys=True)
+    row["source_commit"] = row["source_commit"] or ""
+    return row
+
+
+def instance_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An ``instances`` row with its nested fields decoded (the record ``Instance.record`` gives)."""
+    out = dict(row)
+    for key in NESTED:
+        if isinstance(out.get(key), str):
+            out[key] = json.loads(out[key])
+    out["source_commit"] = out.get("source_commit") or None
+    return out
 
 
 def chat(inst: Instance) -> dict[str, Any]:
@@ -64,7 +89,7 @@ def write_all(instances: Iterable[Instance], out: Path, *, formats: Iterable[str
             rows: dict[str, dict[str, Any] | None] = {}
             for name in wanted:
                 if name == "instances":
-                    rows[name] = inst.record()
+                    rows[name] = instance_row(inst)
                 elif name == "chat":
                     rows[name] = chat(inst)
                 elif name == "alpaca":
