@@ -131,7 +131,8 @@ def test_walk_honours_nested_gitignore(ws: Workspace, tmp_path: Path) -> None:
 
 
 def test_migrations_are_recorded_once(ws: Workspace) -> None:
-    from forgepilot.index.store import MIGRATIONS, migrate
+    from forgepilot.db import migrate
+    from forgepilot.index.store import MIGRATIONS
 
     versions = [r[0] for r in ws.store.conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
     assert versions == [m[0] for m in MIGRATIONS]

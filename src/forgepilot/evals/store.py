@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-import threading
 import time
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forgepilot.db import Migration, SqliteStore
 from forgepilot.errors import UserError
-from forgepilot.index.store import Migration, connect, write_transaction
 
 MIGRATIONS: list[Migration] = [
     (
@@ -112,17 +110,8 @@ class CachedGeneration:
     cost_usd: float | None
 
 
-class EvalStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.conn: sqlite3.Connection = connect(path, MIGRATIONS)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self.conn, self._lock)
+class EvalStore(SqliteStore):
+    MIGRATIONS = MIGRATIONS
 
     # -- runs ---------------------------------------------------------------------------------------------
     def create_run(
@@ -135,7 +124,7 @@ class EvalStore:
         label: str | None = None,
     ) -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-        with self._write() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO runs(id, identity, suite, suite_kind, suite_sha256, model, label, status, config, "
                 "cases_total, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
@@ -199,7 +188,7 @@ class EvalStore:
         return self._row(r) if r is not None else None
 
     def set_status(self, run_id: str, status: str, summary: dict[str, Any] | None = None) -> None:
-        with self._write() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 "UPDATE runs SET status = ?, summary = coalesce(?, summary), finished_at = ? WHERE id = ?",
                 (status, json.dumps(summary) if summary is not None else None, time.time(), run_id),
@@ -207,7 +196,7 @@ class EvalStore:
 
     # -- results ------------------------------------------------------------------------------------------
     def add_result(self, run_id: str, case_id: str, position: int, status: str, score: float | None, data: Any) -> None:
-        with self._write() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO results(run_id, case_id, position, status, score, data) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -234,7 +223,7 @@ class EvalStore:
         return CachedGeneration(r[0], r[1], json.loads(r[2]), json.loads(r[3]), r[4])
 
     def put_generation(self, key: str, model: str, gen: CachedGeneration) -> None:
-        with self._write() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO generations(key, model, text, finish_reason, usage, timings, cost_usd, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

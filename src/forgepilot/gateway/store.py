@@ -6,15 +6,13 @@ import hashlib
 import json
 import secrets
 import sqlite3
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from forgepilot.db import Migration, SqliteStore
 from forgepilot.errors import UserError
-from forgepilot.index.store import Migration, connect, write_transaction
 
 KEY_PREFIX = "fp-"
 
@@ -84,14 +82,8 @@ class ApiKey:
     last_used_at: float | None
 
 
-class GatewayStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.conn: sqlite3.Connection = connect(path, MIGRATIONS)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        self.conn.close()
+class GatewayStore(SqliteStore):
+    MIGRATIONS = MIGRATIONS
 
     # -- keys ---------------------------------------------------------------------------------------------
     def create_key(self, name: str, rate_per_minute: int | None = None) -> str:
@@ -143,7 +135,7 @@ class GatewayStore:
             (now, e["type"], api_key, *(e.get(c) for c in _EVENT_COLUMNS), json.dumps(e, ensure_ascii=False))
             for e in events
         ]
-        with write_transaction(self.conn, self._lock):
+        with self.transaction():
             self.conn.executemany(
                 "INSERT INTO events(received_at, type, api_key, {}, payload) VALUES (?, ?, ?, {}, ?)".format(
                     ", ".join(_EVENT_COLUMNS), ", ".join("?" * len(_EVENT_COLUMNS))

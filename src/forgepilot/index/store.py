@@ -7,17 +7,18 @@ finish. WAL lets searches read while the indexer writes.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+from forgepilot import db
+from forgepilot.db import Migration, write_transaction
+
 # Ordered, append-only: a released migration is never edited, a change is a new entry.
-MIGRATIONS: list[tuple[int, str, str]] = [
+MIGRATIONS: list[Migration] = [
     (
         1,
         "initial index schema",
@@ -133,62 +134,9 @@ class Repository:
     indexed_at: float | None
 
 
-Migration = tuple[int, str, str]
-
-
 def connect(path: Path, migrations: Sequence[Migration] | None = None) -> sqlite3.Connection:
-    """A WAL-mode connection to the database at ``path`` with ``migrations`` (default: the index's) applied."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; a crash loses at most the last commits
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: bulk inserts touch many index pages
-    migrate(conn, MIGRATIONS if migrations is None else migrations)
-    return conn
-
-
-@contextmanager
-def write_transaction(conn: sqlite3.Connection, lock: threading.Lock | None = None) -> Iterator[sqlite3.Connection]:
-    """One write transaction on an autocommit connection: BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on any error
-    (Ctrl-C included); ``lock`` serialises threads sharing the connection."""
-    with lock or contextlib.nullcontext():
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-
-def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[int]:
-    """Apply pending migrations in order, each in its own transaction; returns the versions applied."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations "
-        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL)"
-    )
-    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-    applied = []
-    for version, name, sql in migrations:
-        if version in done:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in sql.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
-                (version, name, time.time()),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        applied.append(version)
-    return applied
+    """A connection to the index database at ``path`` (``migrations`` default to the index's own)."""
+    return db.connect(path, MIGRATIONS if migrations is None else migrations)
 
 
 class Store:

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import threading
 import time
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from forgepilot.db import Migration, SqliteStore
 from forgepilot.errors import UserError
-from forgepilot.index.store import Migration, connect, write_transaction
 
 EntityType = Literal["model", "candidate", "prompt", "dataset", "run", "decision", "deployment", "repository", "spec"]
 ENTITY_TYPES: tuple[EntityType, ...] = (
@@ -111,17 +108,8 @@ def content_id(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:20]
 
 
-class Registry:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.conn: sqlite3.Connection = connect(path, MIGRATIONS)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self.conn, self._lock)
+class Registry(SqliteStore):
+    MIGRATIONS = MIGRATIONS
 
     # -- entities ------------------------------------------------------------------------------------------
     def put(self, type_: EntityType, id_: str, name: str, data: dict[str, Any]) -> Entity:
