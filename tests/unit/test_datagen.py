@@ -405,3 +405,23 @@ def test_commit_instances_use_the_commit_task_template(tmp_path: Path) -> None:
     assert len(found) == 1
     assert found[0].template["template_id"] == "commit"
     assert "base = 4.75" in found[0].prompt and found[0].source_commit
+
+
+def test_fim_targets_match_the_serving_prompt(built: tuple[Path, list[Path], BuildReport]) -> None:
+    # A hole after typed indentation: the serving prompt ends at the line break (ContextResult.indent), so the
+    # FIM target starts with the indentation, and prompt + completion is exactly what the model sees and writes.
+    rows = [r for r in read_instances(built[2].out) if r["fim_prompt"] and r["fim_indent"]]
+    assert rows
+    fim = {}
+    for path in (built[2].out / "fim").glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            fim[row["prompt"]] = row
+    checked = 0
+    for r in rows:
+        prompt = str(r["fim_prompt"])
+        assert prompt.split("<|fim_suffix|>")[0].endswith("\n"), prompt[-80:]
+        if prompt in fim:
+            assert fim[prompt]["completion"] == str(r["fim_indent"]) + str(r["completion"])
+            checked += 1
+    assert checked

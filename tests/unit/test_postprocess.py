@@ -213,3 +213,38 @@ async def test_completion_service_stops_the_model_at_the_end_of_the_block() -> N
     # The model was stopped once `def sub(a, b):` was a whole line, long before the end of its reply.
     assert result.usage.completion_tokens < len(fake_tokens(reply)) // 2
     assert backend.prompts == [DOCSTRING_PREFIX]  # nothing after the cursor: left to right, no FIM tokens
+
+
+@pytest.mark.parametrize(
+    ("prefix", "rendered"),
+    [
+        # End of file at the start of a line: left to right, no FIM tokens.
+        ("def f():\n", "def f():\n"),
+        # End of file after indentation: FIM, so the model does not answer " return" after "    ".
+        ("def f():\n    ", "<|fim_prefix|>def f():\n    <|fim_suffix|><|fim_middle|>"),
+    ],
+)
+def test_end_of_file_rendering(prefix: str, rendered: str) -> None:
+    from forgepilot.backends.fim import fim_template
+    from forgepilot.context.render import render_completion
+
+    out = render_completion(
+        fim_template("qwen2.5-coder"), path="m.py", prefix=prefix, suffix="", snippets=[], comment="#", repo_name=None
+    )
+    text = out.prompt if out.raw or out.suffix is None else fim_template("qwen2.5-coder").render(out.prompt, out.suffix)
+    assert text.endswith(rendered) and ("<|fim_middle|>" in text) == ("<|fim_middle|>" in rendered)
+
+
+async def test_typed_indentation_stays_out_of_the_prompt_and_the_answer() -> None:
+    from forgepilot.assist import Assistant, CompletionInput
+    from forgepilot.backends.fake import FakeBackend
+    from forgepilot.config import load_settings
+    from forgepilot.context import Document
+
+    backend = FakeBackend("fake:coder", replies=["    return a + b\n"])
+    assistant = Assistant(load_settings(), workspace=None, preset={backend.name: backend})
+    text = "def add(a, b):\n    "
+    doc = Document.at("m.py", text, offset=len(text), language="python")
+    result = await assistant.completions.complete(CompletionInput(document=doc, model=backend.name, use_cache=False))
+    assert backend.prompts == ["def add(a, b):\n"]  # the line break ends the prompt: left to right
+    assert result.text == "return a + b"  # after the four spaces already in the document

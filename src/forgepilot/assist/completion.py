@@ -135,6 +135,11 @@ class CompletionCache:
             self._items.popitem(last=False)
 
 
+def _drop_indent(text: str, indent: str) -> str:
+    """The answer minus the indentation the context builder left out of the prompt (it is in the document)."""
+    return text[len(indent) :] if indent and text.startswith(indent) else text
+
+
 async def _generate_block(
     backend: Backend, request: CompletionRequest, doc: Document, mode: Mode, cancel: CancelToken | None
 ) -> Completion:
@@ -226,7 +231,7 @@ class CompletionService:
             raise Cancelled("completion cancelled")
         t = time.perf_counter()
         processed = postprocess(
-            result.text,
+            _drop_indent(result.text, ctx.indent),
             prefix=doc.prefix,
             suffix=doc.suffix,
             mode=mode,

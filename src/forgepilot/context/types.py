@@ -133,3 +133,13 @@ class ContextResult:
     template: dict[str, str] = field(default_factory=dict)
     repository: str | None = None
     format: str = "plain"  # "repo-level", "comment-snippets" or "plain"
+    #: Indentation typed before the cursor (all its line holds), left out of the prompt: a prompt ending in spaces
+    #: splits the tokens the model writes there (after "    " it answers " return"). The model writes it; the
+    #: answer loses it (serving), or the training target gains it (datagen's FIM format).
+    indent: str = ""
+
+
+def typed_indentation(prefix: str) -> str:
+    """The whitespace between the last line break and the cursor, when that is all the cursor's line holds."""
+    line = prefix.rpartition("\n")[2]
+    return line if line and not line.strip() else ""

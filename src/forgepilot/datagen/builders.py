@@ -97,6 +97,7 @@ class RenderKit:
             prefix=kept_prefix,
             suffix=kept_suffix,
             fim_prompt=fim_prompt,
+            fim_indent=ctx.indent,
             format=ctx.format,
             context=[
                 {

@@ -68,10 +68,11 @@ def deepseek(inst: Instance) -> dict[str, Any]:
 def fim(inst: Instance, eos: str) -> dict[str, Any] | None:
     if inst.kind not in COMPLETION_KINDS or not inst.fim_prompt:
         return None
+    completion = inst.fim_indent + inst.completion  # what the serving model writes after exactly this prompt
     return {
         "prompt": inst.fim_prompt,
-        "completion": inst.completion,
-        "text": inst.fim_prompt + inst.completion + eos,
+        "completion": completion,
+        "text": inst.fim_prompt + completion + eos,
         "format": inst.format,
     }
 

@@ -35,6 +35,8 @@ class Instance:
     prefix: str = ""
     suffix: str = ""
     fim_prompt: str = ""
+    #: Indentation the serving prompt leaves out (``ContextResult.indent``): the FIM target starts with it.
+    fim_indent: str = ""
     format: str = "chat"  # repo-level, comment-snippets, plain (completion kinds) or chat
     context: list[dict[str, Any]] = field(default_factory=list)
     #: Files the instance draws on besides ``path`` (a test file, the files of a commit): splits keep them together.
