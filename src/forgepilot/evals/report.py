@@ -124,7 +124,8 @@ def latency_sections(latency: dict[str, Any], values: Sequence[float]) -> list[S
     text = (
         f"{latency['requests']} requests ({latency['cached']} from the generation cache, with their original "
         f"timings); {latency['prompt_tokens']} prompt and {latency['completion_tokens']} completion tokens; "
-        f"{fmt(latency['tokens_per_s'])} tokens/s while generating; cost per request {fmt(cost['per_request'])} USD, "
+        f"{fmt(latency['tokens_per_s'])} completion tokens per second of model time (prompt processing included); "
+        f"cost per request {fmt(cost['per_request'])} USD, "
         f"per 1,000 requests {fmt(cost['per_1000_requests'])} USD"
         + (f" ({cost['unpriced_requests']} requests of unpriced models)" if cost["unpriced_requests"] else "")
     )
@@ -147,7 +148,7 @@ def run_sections(run: RunRow, results: Sequence[dict[str, Any]]) -> list[Section
                 ["suite", f"{run.suite} ({run.suite_kind}, {run.cases_total} cases, sha256 {run.suite_sha256[:16]})"],
                 ["model", json.dumps(cfg.get("model"), sort_keys=True)],
                 ["templates", json.dumps(cfg.get("templates"), sort_keys=True)],
-                ["context sources", ", ".join(cfg.get("sources") or []) or "in-file only"],
+                ["context sources", _sources(cfg.get("sources"))],
                 ["generation", json.dumps(cfg.get("params"), sort_keys=True)],
                 ["status", run.status],
                 ["identity", run.identity],
@@ -185,6 +186,12 @@ def run_sections(run: RunRow, results: Sequence[dict[str, Any]]) -> list[Section
             )
         )
     return sections
+
+
+def _sources(sources: list[str] | None) -> str:
+    if sources is None:
+        return "n/a (repository context applies to completion suites)"
+    return ", ".join(sources) or "in-file only"
 
 
 def _detail(result: dict[str, Any]) -> str:
