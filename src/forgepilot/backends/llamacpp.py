@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -271,6 +272,12 @@ def _close_hosts() -> None:
                 host.llm.verbose = True
                 host.llm.close()
         _HOSTS.clear()
+    # llama-cpp-python opens two /dev/null files at import and never closes them (a ResourceWarning at every exit).
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None:
+            handle.close()
 
 
 def llama_host(path: Path, settings: LlamaSettings) -> LlamaHost:
