@@ -248,3 +248,25 @@ async def test_typed_indentation_stays_out_of_the_prompt_and_the_answer() -> Non
     result = await assistant.completions.complete(CompletionInput(document=doc, model=backend.name, use_cache=False))
     assert backend.prompts == ["def add(a, b):\n"]  # the line break ends the prompt: left to right
     assert result.text == "return a + b"  # after the four spaces already in the document
+
+
+async def test_a_block_after_typed_indentation_is_not_cut_after_its_first_line() -> None:
+    # The model continues "def add(a, b):\n" and writes the body with its own indentation; judged after the
+    # document's "    " that first line would look doubly indented and generation would stop after the second.
+    from forgepilot.assist import Assistant, CompletionInput
+    from forgepilot.backends.fake import FakeBackend, fake_tokens
+    from forgepilot.config import load_settings
+    from forgepilot.context import Document
+
+    body = "    total = a + b\n    total += 0\n    return total\n"
+    reply = body + "\n\ndef sub(a, b):\n    return a - b\n\n\ndef mul(a, b):\n"
+    backend = FakeBackend("fake:coder", replies=[reply])
+    assistant = Assistant(load_settings(), workspace=None, preset={backend.name: backend})
+    text = DOCSTRING_PREFIX + "    "
+    doc = Document.at("m.py", text, offset=len(text), language="python")
+    result = await assistant.completions.complete(
+        CompletionInput(document=doc, model=backend.name, mode="in-block", use_cache=False)
+    )
+    assert backend.prompts == [DOCSTRING_PREFIX]
+    assert result.text == "total = a + b\n    total += 0\n    return total"
+    assert result.usage.completion_tokens < len(fake_tokens(reply)) * 3 // 4  # still stopped at `def sub`

@@ -30,6 +30,7 @@ from forgepilot.backends.fim import FimTemplate, fim_template
 from forgepilot.config import AssistSettings
 from forgepilot.context import ContextBuilder, Document, OpenFile, Snippet
 from forgepilot.errors import Cancelled
+from forgepilot.syntax.languages import Language
 
 _TEMPLATE_ATTR = "template"
 
@@ -141,12 +142,19 @@ def _drop_indent(text: str, indent: str) -> str:
 
 
 async def _generate_block(
-    backend: Backend, request: CompletionRequest, doc: Document, mode: Mode, cancel: CancelToken | None
+    backend: Backend,
+    request: CompletionRequest,
+    prefix: str,
+    mode: Mode,
+    language: Language | None,
+    cancel: CancelToken | None,
 ) -> Completion:
     """Stream a block completion and stop the model as soon as the block is finished (``block_complete``).
 
     Post-processing would cut what follows anyway; stopping early saves the tokens (and seconds) a model spends
     writing the next function. The model sees its own stop flag; the caller's cancellation is passed on to it.
+    ``prefix`` is the text the model continues (without the typed indentation the prompt leaves out): judged after
+    the document's own prefix, the model's first line would count its indentation twice and end the block early.
     """
     own = CancelToken()
     ended = False
@@ -160,7 +168,7 @@ async def _generate_block(
             if chunk.text:
                 parts.append(chunk.text)
                 if not ended and "\n" in chunk.text:
-                    if block_complete("".join(parts), prefix=doc.prefix, mode=mode, language=doc.language):
+                    if block_complete("".join(parts), prefix=prefix, mode=mode, language=language):
                         ended = True
                         own.cancel()  # keep reading: the last chunk carries the usage
             yield chunk
@@ -223,7 +231,8 @@ class CompletionService:
             cancel=cancel,
         )
         if mode != "inline" and backend.can_stream:
-            result = await _generate_block(backend, model_request, doc, mode, cancel)
+            seen = doc.prefix[: len(doc.prefix) - len(ctx.indent)]
+            result = await _generate_block(backend, model_request, seen, mode, doc.language, cancel)
         else:
             result = await backend.complete(model_request)
         model_s = time.perf_counter() - t
