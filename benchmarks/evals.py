@@ -175,7 +175,7 @@ def bench_humaneval(problems: int | None, workers: int, state: Path) -> dict[str
 
 
 # -- 3. repository completion with and without context ---------------------------------------------------------
-def bench_repo(holes: int, state: Path) -> dict[str, Any]:
+def bench_repo(holes: int, state: Path, modes: tuple[str, ...] = ()) -> dict[str, Any]:
     from forgepilot.config import load_settings
     from forgepilot.datagen.pipeline import BuildOptions, open_builder
     from forgepilot.evals.runner import EvalRunner, RunConfig
@@ -205,7 +205,8 @@ def bench_repo(holes: int, state: Path) -> dict[str, Any]:
     # Interleave kinds so a short run still covers each mode.
     by_mode: dict[str, list[Any]] = {}
     for c in full.cases:
-        by_mode.setdefault(c.input["mode"], []).append(c)
+        if not modes or c.input["mode"] in modes:
+            by_mode.setdefault(c.input["mode"], []).append(c)
     mixed = [c for group in zip(*by_mode.values(), strict=False) for c in group][:holes]
     suite = Suite(full.name, "completion", mixed, full.source, f"{full.sha256}:{holes}", full.description)
     store = EvalStore(state / "evals.db")
@@ -231,6 +232,17 @@ def bench_repo(holes: int, state: Path) -> dict[str, Any]:
             "by_mode": {
                 k: round(v.get("es", 0), 4) for k, v in (row.summary or {}).get("slices", {}).get("task", {}).items()
             },
+            # Per hole, so two runs (or two commits) can be compared case by case.
+            "cases": [
+                {
+                    "case_id": r["case_id"],
+                    "mode": (r.get("slices") or {}).get("task"),
+                    "es": r["score"],
+                    "target": r.get("target"),
+                    "answer": (r.get("samples") or [{}])[0].get("text"),
+                }
+                for r in store.results(row.id)
+            ],
         }
     return out
 
@@ -240,6 +252,7 @@ def main() -> None:
     parser.add_argument("--parts", default="exec,humaneval,repo")
     parser.add_argument("--problems", type=int, default=None, help="HumanEval problems for part 2 (default: 164)")
     parser.add_argument("--holes", type=int, default=60, help="repository holes for part 3")
+    parser.add_argument("--modes", default="", help="part 3: only these completion modes (e.g. inline,in-block)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/evals.json")
     args = parser.parse_args()
@@ -264,7 +277,8 @@ def main() -> None:
             )
             print(f"speedup {e['speedup']}x (goal >= 2); identical verdicts: {e['identical']}")
         if "repo" in parts:
-            result["repo"] = r = bench_repo(args.holes, Path(tmp) / "repo")
+            modes = tuple(m for m in args.modes.split(",") if m)
+            result["repo"] = r = bench_repo(args.holes, Path(tmp) / "repo", modes)
             print(f"\nRepository completion, {r['holes']} holes cut from the standard library")
             print(f"{'context':<16}{'EM':>8}{'ES':>8}{'id F1':>8}{'wall s':>9}")
             for label in ("all context", "in-file only"):
