@@ -45,6 +45,17 @@ CASES = [
         ["inline_one_line", "suffix_repeat"],
     ),
     (
+        "inline never ends with a line break",
+        "if o:\n    ",
+        "text = repr(o)\n",
+        "\nreturn text\n",
+        "inline",
+        PY,
+        "text = repr(o)",
+        None,
+        [],
+    ),
+    (
         "inline drops what the line already has",
         "total = add(a",
         ", b)",
@@ -270,3 +281,36 @@ async def test_a_block_after_typed_indentation_is_not_cut_after_its_first_line()
     assert backend.prompts == [DOCSTRING_PREFIX]
     assert result.text == "total = a + b\n    total += 0\n    return total"
     assert result.usage.completion_tokens < len(fake_tokens(reply)) * 3 // 4  # still stopped at `def sub`
+
+
+@pytest.mark.parametrize(
+    ("answer", "typed", "placed"),
+    [
+        ("    return a + b", "    ", "return a + b"),  # the model wrote the typed indentation
+        ("        text = repr(o)", " " * 16, "text = repr(o)"),  # another level: the user's wins
+        ("        x = 1\n        if y:\n            z\n    w", "    ", "x = 1\n    if y:\n        z\nw"),
+        ("x = 1\n    y = 2", "    ", "x = 1\n        y = 2"),  # later lines move with the first
+        ("\n    x = 1", "    ", "\n    x = 1"),  # began with a line break: lines stay where the model put them
+        ("x = 1", "", "x = 1"),
+    ],
+)
+def test_an_answer_is_placed_after_the_typed_indentation(answer: str, typed: str, placed: str) -> None:
+    from forgepilot.assist.completion import place_after_typed_indent
+
+    assert place_after_typed_indent(answer, typed) == placed
+
+
+async def test_an_inline_answer_at_another_indentation_level_keeps_the_users() -> None:
+    from forgepilot.assist import Assistant, CompletionInput
+    from forgepilot.backends.fake import FakeBackend
+    from forgepilot.config import load_settings
+    from forgepilot.context import Document
+
+    backend = FakeBackend("fake:coder", replies=["    text = repr(o)\n"])
+    assistant = Assistant(load_settings(), workspace=None, preset={backend.name: backend})
+    prefix = "def f(o):\n    if o:\n        "
+    doc = Document.at("m.py", prefix + "\n    return text\n", offset=len(prefix), language="python")
+    result = await assistant.completions.complete(
+        CompletionInput(document=doc, model=backend.name, mode="inline", use_cache=False)
+    )
+    assert result.text == "text = repr(o)"

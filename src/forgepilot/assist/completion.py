@@ -136,9 +136,31 @@ class CompletionCache:
             self._items.popitem(last=False)
 
 
-def _drop_indent(text: str, indent: str) -> str:
-    """The answer minus the indentation the context builder left out of the prompt (it is in the document)."""
-    return text[len(indent) :] if indent and text.startswith(indent) else text
+def place_after_typed_indent(text: str, typed: str) -> str:
+    """The answer as it goes after the indentation typed before the cursor, which the prompt left out.
+
+    The model writes its own indentation for its first line. The user's is already in the document and wins, even
+    when the model picked another level (a 0.5B model often does); later lines move with the first line, so a block
+    keeps its shape and a dedent still leaves it.
+    """
+    lines = text.split("\n")
+    first = lines[0]
+    if not typed or not first.strip():
+        return text  # nothing typed, or the model began with a line break: its lines are where it put them
+    model = first[: len(first) - len(first.lstrip(" \t"))]
+    shift = len(typed) - len(model)
+    placed = [first[len(model) :]]
+    for line in lines[1:]:
+        if not line.strip():
+            placed.append(line)
+        elif line.startswith(model):
+            placed.append(typed + line[len(model) :])
+        elif shift < 0:  # dedented below the model's first line: shifted left as far as the first line was
+            lead = len(line) - len(line.lstrip(" \t"))
+            placed.append(line[min(lead, -shift) :])
+        else:
+            placed.append(typed[:shift] + line)
+    return "\n".join(placed)
 
 
 async def _generate_block(
@@ -240,7 +262,7 @@ class CompletionService:
             raise Cancelled("completion cancelled")
         t = time.perf_counter()
         processed = postprocess(
-            _drop_indent(result.text, ctx.indent),
+            place_after_typed_indent(result.text, ctx.indent),
             prefix=doc.prefix,
             suffix=doc.suffix,
             mode=mode,

@@ -208,10 +208,12 @@ def postprocess(
         return out
     line_before = prefix.rpartition("\n")[2]
     if mode == "inline":
-        if "\n" in text.strip("\n") or text.startswith("\n"):
+        if "\n" in text:
+            # One line, never its line break (the cursor's line already ends with one).
             first = text.lstrip("\n") if not line_before.strip() else text
-            text = first.split("\n", 1)[0]
-            out.steps.append("inline_one_line")
+            if len(first) < len(text) or first.partition("\n")[2].strip():
+                out.steps.append("inline_one_line")
+            text = first.partition("\n")[0]
     else:
         text, cut = _cut_block(text, prefix, mode, language)
         if cut:
