@@ -408,8 +408,8 @@ def test_commit_instances_use_the_commit_task_template(tmp_path: Path) -> None:
 
 
 def test_fim_targets_match_the_serving_prompt(built: tuple[Path, list[Path], BuildReport]) -> None:
-    # A hole after typed indentation: the serving prompt ends at the line break (ContextResult.indent), so the
-    # FIM target starts with the indentation, and prompt + completion is exactly what the model sees and writes.
+    # A hole after typed indentation: the serving prompt holds its last space back (ContextResult.indent), so the
+    # FIM target starts with it, and prompt + completion is exactly what the model sees and writes.
     rows = [r for r in read_instances(built[2].out) if r["fim_prompt"] and r["fim_indent"]]
     assert rows
     fim = {}
@@ -420,7 +420,8 @@ def test_fim_targets_match_the_serving_prompt(built: tuple[Path, list[Path], Bui
     checked = 0
     for r in rows:
         prompt = str(r["fim_prompt"])
-        assert prompt.split("<|fim_suffix|>")[0].endswith("\n"), prompt[-80:]
+        head = prompt.split("<|fim_suffix|>")[0]
+        assert r["fim_indent"] == " " and not head.rpartition("\n")[2].strip(), prompt[-80:]
         if prompt in fim:
             assert fim[prompt]["completion"] == str(r["fim_indent"]) + str(r["completion"])
             checked += 1

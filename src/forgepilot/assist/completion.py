@@ -136,30 +136,25 @@ class CompletionCache:
             self._items.popitem(last=False)
 
 
-def place_after_typed_indent(text: str, typed: str) -> str:
-    """The answer as it goes after the indentation typed before the cursor, which the prompt left out.
+def place_after_held_whitespace(text: str, held: str) -> str:
+    """The answer as it goes after the cursor, when the prompt held back the whitespace ``held`` typed before it.
 
-    The model writes its own indentation for its first line. The user's is already in the document and wins, even
-    when the model picked another level (a 0.5B model often does); later lines move with the first line, so a block
-    keeps its shape and a dedent still leaves it.
+    The model writes that whitespace back, usually exactly (" return" after "   "). When it writes more (it picked
+    a deeper indentation level) the user's level wins: the extra is taken off every line, so a block keeps its
+    shape and a dedent still leaves it.
     """
     lines = text.split("\n")
     first = lines[0]
-    if not typed or not first.strip():
+    if not held or not first.strip():
         return text  # nothing typed, or the model began with a line break: its lines are where it put them
     model = first[: len(first) - len(first.lstrip(" \t"))]
-    shift = len(typed) - len(model)
+    extra = len(model) - len(held)
+    if extra <= 0:
+        return first[len(model) :] + text[len(first) :]  # the first line after the user's indentation
     placed = [first[len(model) :]]
     for line in lines[1:]:
-        if not line.strip():
-            placed.append(line)
-        elif line.startswith(model):
-            placed.append(typed + line[len(model) :])
-        elif shift < 0:  # dedented below the model's first line: shifted left as far as the first line was
-            lead = len(line) - len(line.lstrip(" \t"))
-            placed.append(line[min(lead, -shift) :])
-        else:
-            placed.append(typed[:shift] + line)
+        lead = len(line) - len(line.lstrip(" \t"))
+        placed.append(line[min(lead, extra) :])  # the model's deeper level, taken off every line
     return "\n".join(placed)
 
 
@@ -175,7 +170,7 @@ async def _generate_block(
 
     Post-processing would cut what follows anyway; stopping early saves the tokens (and seconds) a model spends
     writing the next function. The model sees its own stop flag; the caller's cancellation is passed on to it.
-    ``prefix`` is the text the model continues (without the typed indentation the prompt leaves out): judged after
+    ``prefix`` is the text the model continues (without the whitespace the prompt holds back): judged after
     the document's own prefix, the model's first line would count its indentation twice and end the block early.
     """
     own = CancelToken()
@@ -262,7 +257,7 @@ class CompletionService:
             raise Cancelled("completion cancelled")
         t = time.perf_counter()
         processed = postprocess(
-            place_after_typed_indent(result.text, ctx.indent),
+            place_after_held_whitespace(result.text, ctx.indent),
             prefix=doc.prefix,
             suffix=doc.suffix,
             mode=mode,

@@ -20,7 +20,7 @@ from forgepilot.context.locate import Located, locate
 from forgepilot.context.related import FileLines, RelatedDefinitions
 from forgepilot.context.render import render_completion
 from forgepilot.context.similar import SimilarWindows
-from forgepilot.context.types import ContextResult, Document, OpenFile, Snippet, typed_indentation
+from forgepilot.context.types import ContextResult, Document, OpenFile, Snippet, held_back_whitespace
 from forgepilot.index.indexer import Workspace
 from forgepilot.index.search import Filters, Searcher
 from forgepilot.prompts import PromptRegistry, builtin_registry
@@ -267,7 +267,7 @@ class ContextBuilder:
             suffix = doc.suffix.split("\n", 1)[0]
             suffix_tokens = count(suffix)
         snippet_reserve = int(budget * s.snippet_share) if enabled else 0
-        indent = typed_indentation(doc.prefix)
+        indent = held_back_whitespace(doc.prefix)
         prefix, prefix_tokens = take_tail(
             doc.prefix[: len(doc.prefix) - len(indent)], max(budget - suffix_tokens - snippet_reserve, 8), count
         )

@@ -133,13 +133,15 @@ class ContextResult:
     template: dict[str, str] = field(default_factory=dict)
     repository: str | None = None
     format: str = "plain"  # "repo-level", "comment-snippets" or "plain"
-    #: Indentation typed before the cursor (all its line holds), left out of the prompt: a prompt ending in spaces
-    #: splits the tokens the model writes there (after "    " it answers " return"). The model writes it; the
-    #: answer loses it (serving), or the training target gains it (datagen's FIM format).
+    #: Whitespace typed before the cursor that the prompt holds back (token healing): the last space of an
+    #: indentation-only line. Tokenizers attach one space to the word after it (" return"), so a prompt ending in
+    #: the whole indentation asks for a token split the model never saw (it answers " return" after "    "), while
+    #: a prompt without the indentation hides the block the line belongs to. The model writes it back; the answer
+    #: loses it (serving), or the training target starts with it (datagen's FIM format).
     indent: str = ""
 
 
-def typed_indentation(prefix: str) -> str:
-    """The whitespace between the last line break and the cursor, when that is all the cursor's line holds."""
+def held_back_whitespace(prefix: str) -> str:
+    """The space the prompt leaves for the model to write: the last one of an indentation-only cursor line."""
     line = prefix.rpartition("\n")[2]
-    return line if line and not line.strip() else ""
+    return " " if line.endswith(" ") and not line.strip() else ""

@@ -35,7 +35,7 @@ class Instance:
     prefix: str = ""
     suffix: str = ""
     fim_prompt: str = ""
-    #: Indentation the serving prompt leaves out (``ContextResult.indent``): the FIM target starts with it.
+    #: Whitespace the serving prompt holds back (``ContextResult.indent``): the FIM target starts with it.
     fim_indent: str = ""
     format: str = "chat"  # repo-level, comment-snippets, plain (completion kinds) or chat
     context: list[dict[str, Any]] = field(default_factory=list)
