@@ -73,8 +73,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[i
     for version, name, sql in migrations:
         if version in done:
             continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             for statement in sql.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -82,9 +81,5 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[i
                 "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
                 (version, name, time.time()),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         applied.append(version)
     return applied

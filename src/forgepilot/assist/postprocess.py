@@ -211,9 +211,10 @@ def postprocess(
         if "\n" in text:
             # One line, never its line break (the cursor's line already ends with one).
             first = text.lstrip("\n") if not line_before.strip() else text
-            if len(first) < len(text) or first.partition("\n")[2].strip():
+            line, _, rest = first.partition("\n")
+            if len(first) < len(text) or rest.strip():
                 out.steps.append("inline_one_line")
-            text = first.partition("\n")[0]
+            text = line
     else:
         text, cut = _cut_block(text, prefix, mode, language)
         if cut:

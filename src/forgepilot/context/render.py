@@ -42,8 +42,8 @@ def render_completion(
     # Nothing after a cursor at the start of a line: fill-in-the-middle has no middle to fill, and code models
     # continue the end of a file better left to right (Qwen2.5-Coder-0.5B: 7/10 vs 4/10 on the first HumanEval
     # problems). Mid-line, FIM stays: a left-to-right prompt ending inside a line splits the tokens the model
-    # would write there (it answers " 1" after "x = "). Indentation alone is no text: the completion service
-    # leaves it out of the prompt.
+    # would write there (it answers " 1" after "x = "). After indentation alone the prompt ends in all of its
+    # spaces but the last, which the context builder holds back for the model to write.
     at_line_start = not prefix or prefix.endswith("\n")
     fill: str | None = suffix if suffix.strip() or not at_line_start or not template.supports_fim else None
     # Models attend most to what is nearest the cursor: the best snippet goes last, just before the current file.

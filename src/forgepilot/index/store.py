@@ -10,12 +10,9 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 
-from forgepilot import db
-from forgepilot.db import Migration, write_transaction
+from forgepilot.db import Migration, SqliteStore
 
 # Ordered, append-only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[Migration] = [
@@ -134,23 +131,10 @@ class Repository:
     indexed_at: float | None
 
 
-def connect(path: Path, migrations: Sequence[Migration] | None = None) -> sqlite3.Connection:
-    """A connection to the index database at ``path`` (``migrations`` default to the index's own)."""
-    return db.connect(path, MIGRATIONS if migrations is None else migrations)
-
-
-class Store:
+class Store(SqliteStore):
     """Typed access to the index database; writes happen inside ``transaction()``."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.conn = connect(path)
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self.conn)
+    MIGRATIONS = MIGRATIONS
 
     # -- repositories -----------------------------------------------------------------------------------------
 
