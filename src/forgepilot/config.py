@@ -138,6 +138,21 @@ class GatewaySettings(BaseModel):
     rate_limit_per_minute: int = Field(default=600, ge=0)
     #: Seconds a client is told to wait (Retry-After) when the model backend is down.
     retry_after_s: int = Field(default=5, ge=1)
+    #: Wall-clock seconds one request may hold (waiting for the model included); generation stops there.
+    request_budget_s: float = Field(default=120.0, gt=0)
+    #: With auth on, what answers without a key: "health" (full /healthz; without it only {"status": "ok"}),
+    #: "metrics" (/metrics) and "docs" (/docs, /openapi.json). Closed by default.
+    public: list[Literal["health", "metrics", "docs"]] = Field(default_factory=list)
+
+
+class SandboxSettings(BaseModel):
+    """``[sandbox]``: how untrusted code (evaluation samples, distilled solutions) may run."""
+
+    model_config = {"extra": "forbid"}
+
+    #: Where namespaces are not available, run programs under resource limits alone (no network cut, no sealed
+    #: file system) instead of refusing; every run and report then says "limits-only".
+    limits_only: bool = False
 
 
 class DatasetSettings(BaseModel):
@@ -211,6 +226,7 @@ class Settings(BaseSettings):
     assist: AssistSettings = Field(default_factory=AssistSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     dataset: DatasetSettings = Field(default_factory=DatasetSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -7,6 +7,7 @@ OpenAI error envelope.
     ForgePilotError                      exit 1
     ├── UserError                        exit 2   bad input or usage
     │   ├── FileError                             a suite or spec file is malformed (message: path:line: ...)
+    │   ├── MaxTokensTooLarge                     a request asks for more tokens than the context window
     │   ├── ConfigError                  exit 3   invalid settings, unknown model or model family
     │   │   └── UnknownModelFamily
     │   └── MissingExtra                 exit 3   an optional dependency group is not installed
@@ -60,6 +61,17 @@ class FileError(UserError):
         super().__init__(f"{where}: {problem}", hint=hint)
         self.path = str(path)
         self.line = line
+
+
+class MaxTokensTooLarge(UserError):
+    """A request asks for more tokens than the model's context window holds (``field`` names the request field)."""
+
+    def __init__(self, requested: int, window: int, model: str, field_name: str = "max_tokens") -> None:
+        super().__init__(
+            f"{field_name} {requested} is more than {model}'s context window holds ({window} tokens)",
+            hint=f"ask for at most {window} tokens",
+        )
+        self.field = field_name
 
 
 class ConfigError(UserError):

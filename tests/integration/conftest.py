@@ -128,3 +128,10 @@ def qwen_server(qwen_path: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     server = LlamaServer(qwen_path, "qwen", tmp_path_factory.mktemp("qwen-server"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def gemma_server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    server = LlamaServer(gemma_path, "gemma", tmp_path_factory.mktemp("gemma-server"), n_ctx=2048)
+    yield server
+    server.stop()

@@ -103,3 +103,55 @@ async def test_inline_completion_code_action_and_telemetry(tmp_path: Path) -> No
     events = db.execute("SELECT type, model, template_id, accepted_chars FROM events ORDER BY id").fetchall()
     db.close()
     assert ("accepted", "fake:coder", "complete", 4) in events and events[0][0] == "shown"
+
+
+async def test_unopened_documents_and_positions_past_the_end_get_empty_results(tmp_path: Path) -> None:
+    from pygls.exceptions import JsonRpcInvalidParams
+
+    config = tmp_path / "forgepilot.toml"
+    config.write_text(FAKE_CONFIG)
+    env = {**os.environ, "FORGEPILOT_CONFIG": str(config), "FORGEPILOT_STATE_DIR": str(tmp_path / "state")}
+    client = LanguageClient("forgepilot-test", "1")
+    await client.start_io(sys.executable, "-m", "forgepilot", "lsp", "--debounce-ms", "10", env=env)
+    try:
+        await client.initialize_async(
+            types.InitializeParams(capabilities=types.ClientCapabilities(), process_id=os.getpid())
+        )
+        client.initialized(types.InitializedParams())
+
+        def inline(uri: str, line: int, character: int) -> types.InlineCompletionParams:
+            return types.InlineCompletionParams(
+                context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked),
+                text_document=types.TextDocumentIdentifier(uri),
+                position=types.Position(line, character),
+            )
+
+        never_opened = (tmp_path / "ghost.py").as_uri()  # not even on disk
+        result = await client.text_document_inline_completion_async(inline(never_opened, 0, 0))
+        assert isinstance(result, types.InlineCompletionList) and not result.items
+
+        uri = (tmp_path / "calc.py").as_uri()
+        text = "def add(a, b):\n    \n"
+        client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, text)))
+        for line, character in ((7, 0), (0, 99), (1, 5)):  # past the last line, past a line's end (twice)
+            result = await client.text_document_inline_completion_async(inline(uri, line, character))
+            assert isinstance(result, types.InlineCompletionList) and not result.items, (line, character)
+        # The empty line after the final line break is a real position.
+        result = await client.text_document_inline_completion_async(inline(uri, 2, 0))
+        assert isinstance(result, types.InlineCompletionList)
+
+        whole = types.Range(types.Position(0, 0), types.Position(1, 0))
+        try:
+            await client.workspace_execute_command_async(
+                types.ExecuteCommandParams("forgepilot.explain", [never_opened, whole])
+            )
+            raise AssertionError("explaining a document that is not open must fail")
+        except JsonRpcInvalidParams as exc:
+            assert "is not open" in str(exc) and "Traceback" not in str(exc)
+        await client.shutdown_async(None)
+        client.exit(None)
+    finally:
+        server = client._server
+        if server is not None and server.returncode is None:
+            server.kill()
+        await client.stop()

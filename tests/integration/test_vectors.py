@@ -58,3 +58,32 @@ def test_vectors_never_go_stale_across_runs_without_embeddings(tmp_path: Path) -
     assert live == stored  # the saved file was not trusted: rebuilt from what SQLite holds
     assert all(hit[0] in stored for hit in Searcher(reopened).vector("tax owed in a region", 10))
     reopened.close()
+
+
+def test_a_filter_that_keeps_few_chunks_loses_none_of_their_nearest(tmp_path: Path) -> None:
+    repo = tmp_path / "mixed"
+    repo.mkdir()
+    # Twenty Python files about reading configuration, and one Go file about it: the Python ones are all nearer
+    # to the query than anything in Go, far past a fixed over-fetch of eight times the limit.
+    for i in range(20):
+        (repo / f"config_{i}.py").write_text(
+            f'def load_config_{i}(path):\n    """Read the configuration file at path and parse its settings."""\n'
+            f"    with open(path) as f:\n        return parse_settings_{i}(f.read())\n"
+        )
+    (repo / "server.go").write_text(
+        "package main\n\n// readConfig reads the configuration file and parses the settings.\n"
+        "func readConfig(path string) (Settings, error) {\n\treturn parse(path)\n}\n"
+    )
+    ws = Workspace(tmp_path / "ws")
+    Indexer(ws, embeddings=True).index(repo)
+    searcher = Searcher(ws)
+    unfiltered = searcher.vector("read and parse the configuration file settings", 8)
+    chunk_langs = dict(
+        ws.store.conn.execute("SELECT chunks.id, files.language FROM chunks JOIN files ON files.id = chunks.file_id")
+    )
+    assert all(chunk_langs[cid] == "python" for cid, _ in unfiltered)  # Go is not among the nearest 8
+    from forgepilot.index import Filters
+
+    hits = searcher.vector("read and parse the configuration file settings", 1, Filters(language="go"))
+    assert [chunk_langs[cid] for cid, _ in hits] == ["go"]
+    ws.close()

@@ -15,7 +15,7 @@ from forgepilot.cli import main
 from forgepilot.config import load_settings
 from forgepilot.errors import GateFailed
 from forgepilot.evals import humaneval, open_store
-from forgepilot.gates import PERTURBATIONS, load_spec, perturb, promote, run_gate
+from forgepilot.gates import PERTURBATIONS, load_spec, perturb, pin_spec, promote, run_gate
 from forgepilot.gates.checks import perturbed_suite
 from forgepilot.gates.spec import SpecError
 from forgepilot.registry import open_registry
@@ -275,10 +275,13 @@ async def test_memorisation_and_out_of_domain(tmp_path: Path, sandbox: Sandbox, 
 
 async def test_champion_and_promotion(tmp_path: Path, sandbox: Sandbox, isolated_state: Path) -> None:
     registry = open_registry(isolated_state)
-    with pytest.raises(GateFailed, match="has no gate decision"):
+    with pytest.raises(GateFailed, match="no gate spec is pinned for 'champion'"):
         promote(registry, "champion", "fake:coder")
     checks = METRIC + "  - {type: champion, suite: arith, margin: 0.1}\n"
     spec = write_spec(tmp_path, checks)
+    pin_spec(registry, "champion", load_spec(spec))
+    with pytest.raises(GateFailed, match="has no gate decision under the spec pinned"):
+        promote(registry, "champion", "fake:coder")
     first = await gate(spec, coder(), sandbox, isolated_state)
     assert first.status == "WARN"  # no champion yet: nothing to compare with
     with pytest.raises(GateFailed, match="is WARN"):
@@ -293,6 +296,10 @@ async def test_champion_and_promotion(tmp_path: Path, sandbox: Sandbox, isolated
     assert champion.status == "FAIL" and champion.reasons[0].startswith(
         "inferior: pass@1: challenger - champion = -0.5"
     )
+    # A decision under another spec does not count for champion, whatever it decided.
+    with pytest.raises(GateFailed, match="has no gate decision under the spec pinned for 'champion'"):
+        promote(registry, "champion", second.candidate["id"])
+    pin_spec(registry, "canary", load_spec(spec2))
     with pytest.raises(GateFailed, match="is FAIL"):
         promote(registry, "canary", second.candidate["id"])
     assert registry.deployment("champion").target["candidate"] == first.candidate["id"]  # type: ignore[union-attr]
@@ -323,6 +330,8 @@ async def test_champion_and_promotion(tmp_path: Path, sandbox: Sandbox, isolated
             "names unknown suite 's'",
         ),
         ("schema_version: 1\nname: [x\n", 3, "not valid YAML"),  # where the parser gave up
+        # A spec that checks nothing would pass every candidate.
+        ("schema_version: 1\nname: x\nsuites: {}\nchecks: []\n", 1, "checks: List should have at least 1 item"),
     ],
 )
 def test_spec_errors_name_the_line(tmp_path: Path, text: str, line: int, problem: str) -> None:
@@ -351,7 +360,11 @@ def test_cli_gate_run_exit_code_and_registry(tmp_path: Path, capsys: pytest.Capt
     types = {e["type"] for e in json.loads(capsys.readouterr().out)}
     assert {"decision", "candidate", "model", "run", "spec", "prompt"} <= types
     assert main(["promote", "champion", "fake:coder"]) == 7
-    assert "promotion refused" in capsys.readouterr().err
+    assert "no gate spec is pinned for 'champion'" in capsys.readouterr().err
+    assert main(["gate", "pin", "champion", str(spec), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["spec_sha256"] == load_spec(spec).sha256
+    assert main(["promote", "champion", "fake:coder"]) == 7
+    assert "is FAIL" in capsys.readouterr().err
     assert main(["registry", "ls", "vibes"]) == 2
 
 

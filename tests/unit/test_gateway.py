@@ -263,8 +263,8 @@ async def test_ask_cites_sources_and_checks_citations(isolated_state: Path) -> N
     assert r.status_code == 200, r.text
     assert any(s["path"] == "src/shop/payments/tax.py" for s in body["sources"])
     assert body["citations"] == [
-        {"path": "src/shop/payments/tax.py", "line": 6, "valid": True},
-        {"path": "src/nowhere.py", "line": 3, "valid": False},
+        {"path": "src/shop/payments/tax.py", "line": 6, "valid": True, "via": "path:line"},
+        {"path": "src/nowhere.py", "line": 3, "valid": False, "via": "path:line"},
     ]
     await client.aclose()
     await assistant.aclose()

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from forgepilot.backends import ChatMessage, ChatRequest, CompletionRequest, fim_template, provider_profile
+from forgepilot.backends import ChatMessage, ChatRequest, CompletionRequest, Segment, fim_template, provider_profile
 from forgepilot.backends.openai_http import OpenAICompatibleBackend, parse_retry_after
 from forgepilot.config import HttpSettings
 from forgepilot.errors import (
@@ -107,7 +107,8 @@ async def test_left_to_right_family_drops_suffix_and_raw_passes_through() -> Non
     backend = make(server, "ollama", family="plain")
     await backend.complete(CompletionRequest(prompt="x = ", suffix="\ny"))
     assert server.body()["prompt"] == "x = " and "suffix" not in server.body()
-    await backend.complete(CompletionRequest(prompt="<|repo_name|>r\n", raw=True))
+    segments = (Segment("<|repo_name|>", control=True), Segment("r"), Segment("\n", control=True))
+    await backend.complete(CompletionRequest(prompt="<|repo_name|>r\n", segments=segments))
     assert server.body()["prompt"] == "<|repo_name|>r\n"
 
 

@@ -242,7 +242,11 @@ def test_end_of_file_rendering(prefix: str, rendered: str) -> None:
     out = render_completion(
         fim_template("qwen2.5-coder"), path="m.py", prefix=prefix, suffix="", snippets=[], comment="#", repo_name=None
     )
-    text = out.prompt if out.raw or out.suffix is None else fim_template("qwen2.5-coder").render(out.prompt, out.suffix)
+    text = (
+        out.prompt
+        if out.segments is not None or out.suffix is None
+        else fim_template("qwen2.5-coder").render(out.prompt, out.suffix)
+    )
     assert text.endswith(rendered) and ("<|fim_middle|>" in text) == ("<|fim_middle|>" in rendered)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,7 +159,166 @@ def test_distillation_keeps_only_solutions_that_pass(sandbox: Sandbox) -> None:
     teacher = FakeBackend("fake:teacher", replies=[ANSWER, wrong, "no sections at all"])
     seeds = [Seed("r", "a.py", "python", i, f"def f{i}(x):\n    return x") for i in range(3)]
     rejected = Rejections()
-    kept = list(Distiller(teacher, builtin_registry(), sandbox).run(seeds, rejected))
+    kept = asyncio.run(Distiller(teacher, builtin_registry(), sandbox).run(seeds, rejected))
     assert [k.completion for k in kept] == ["```python\ndef double(x):\n    return 2 * x\n```"]
     assert rejected.by_reason == {"distill:failed": 1, "distill:unparsable": 1}
     assert "Gain inspiration" in teacher.prompts[0]
+
+
+# -- the hostile set: the jail holds, and the harness and the next program are untouched --------------------------
+JAILED = pytest.mark.skipif(not isolation().namespaces, reason="no namespaces: the sandbox refuses to run at all")
+
+
+@JAILED
+def test_every_mount_but_the_private_temp_is_read_only(sandbox: Sandbox) -> None:
+    # Per mount point, the last entry is the one reachable (a mount stacked on another hides it).
+    code = (
+        "top = {}\n"
+        "for line in open('/proc/self/mountinfo'):\n"
+        "    fields = line.split()\n"
+        "    top[fields[4]] = fields[5]\n"
+        "private = ('/tmp', '/tmp/work', '/var/tmp', '/dev/shm', '/proc')\n"
+        "print(sorted(m for m, opts in top.items() if not opts.startswith('ro') and m not in private))\n"
+    )
+    out = run(sandbox, code)
+    assert (out.status, out.stdout_tail) == ("passed", "[]\n"), out.stderr_tail
+
+
+@pytest.fixture
+def world_writable_dir() -> Iterator[Path]:
+    """A directory anyone may write to, outside /tmp, /var/tmp and /dev/shm (which the jail replaces anyway)."""
+    import os
+    import secrets
+    import shutil
+
+    base = Path("/var/lib") if os.geteuid() == 0 else Path.home() / ".cache"
+    path = base / f"forgepilot-sandbox-probe-{secrets.token_hex(4)}"
+    path.mkdir(parents=True)
+    path.chmod(0o1777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@JAILED
+def test_a_world_writable_directory_outside_tmp_stays_untouched(sandbox: Sandbox, world_writable_dir: Path) -> None:
+    target = world_writable_dir / "owned.txt"
+    out = run(sandbox, f"open({str(target)!r}, 'w').write('x')\n")
+    assert out.status == "failed" and "Read-only file system" in out.stderr_tail, out.stderr_tail
+    assert not target.exists()
+
+
+@JAILED
+def test_temporary_file_systems_are_size_limited(sandbox: Sandbox) -> None:
+    # Files of 0.75 MiB each (under the 1 MiB file-size limit) until the file system is full: /tmp holds the
+    # run's file-size limit (a fork-server worker's /tmp 64 MiB, emptied after each program), /dev/shm 1 MiB.
+    code = (
+        "import errno\n"
+        "for d in ('/tmp', '/dev/shm'):\n"
+        "    try:\n"
+        "        for i in range(200):\n"
+        "            open(f'{d}/fill{i}', 'wb').write(b'x' * (3 << 18))\n"
+        "        print(d, 'unbounded')\n"
+        "    except OSError as exc:\n"
+        "        print(d, errno.errorcode[exc.errno])\n"
+    )
+    out = run(sandbox, code)
+    assert out.stdout_tail == "/tmp ENOSPC\n/dev/shm ENOSPC\n", out.stderr_tail
+
+
+def test_thread_bomb_is_contained_and_the_next_run_works(sandbox: Sandbox) -> None:
+    code = (
+        "import threading, time\n"
+        "n = 0\n"
+        "while True:\n"
+        "    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+        "    n += 1\n"
+    )
+    out = run(sandbox, code, Limits(wall_s=3, cpu_s=2, memory_mib=512, processes=32))
+    assert out.status in ("failed", "crashed", "timeout")
+    assert run(sandbox, "print('after')").stdout_tail == "after\n"
+
+
+def test_the_parents_environment_is_out_of_reach(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORGEPILOT_PROBE_SECRET", "hunter2-c0ffee")
+    code = (
+        "import os\n"
+        "print(os.environ.get('FORGEPILOT_PROBE_SECRET'))\n"
+        "seen = 0\n"
+        "for p in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    try:\n"
+        "        seen += b'hunter2-c0ffee' in open(f'/proc/{p}/environ', 'rb').read()\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "print(seen)\n"
+        "cmdlines = []\n"
+        "for p in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    try:\n"
+        "        cmdlines.append(open(f'/proc/{p}/cmdline', 'rb').read())\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "print(any(b'pytest' in c for c in cmdlines))\n"
+    )
+    out = run(sandbox, code)
+    if sandbox.iso.namespaces:  # its own /proc: the harness's processes are not even listed
+        assert (out.status, out.stdout_tail) == ("passed", "None\n0\nFalse\n"), out.stderr_tail
+    else:
+        assert out.stdout_tail.startswith("None\n0\n"), out.stderr_tail
+
+
+def test_signals_to_everything_reach_nothing_outside(sandbox: Sandbox) -> None:
+    code = (
+        "import os, signal\n"
+        "for sig in (signal.SIGSTOP, signal.SIGTERM, signal.SIGINT, signal.SIGKILL):\n"
+        "    for pid in (-1, 1, os.getppid()):\n"
+        "        try:\n"
+        "            os.kill(pid, sig)\n"
+        "        except OSError:\n"
+        "            pass\n"
+    )
+    run(sandbox, code)
+    assert run(sandbox, "print('alive')").stdout_tail == "alive\n"
+
+
+@JAILED
+def test_a_double_forked_daemon_dies_with_its_run(sandbox: Sandbox) -> None:
+    daemon = (
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        os.closerange(0, 64)\n"
+        "        while True:\n"
+        "            time.sleep(0.05)\n"
+        "    os._exit(0)\n"
+        "print('started')\n"
+    )
+    assert run(sandbox, daemon).stdout_tail == "started\n"
+    look = (
+        "import os\n"
+        "others = [p for p in filter(str.isdigit, os.listdir('/proc')) if int(p) not in (1, os.getpid())]\n"
+        "print([open(f'/proc/{p}/cmdline').read() for p in others])\n"
+    )
+    outcomes = [run(sandbox, look) for _ in range(2)]  # both workers
+    # Only this program and the jail's own shell or zygote (PID 1) are left.
+    assert all("time.sleep" not in o.stdout_tail for o in outcomes), outcomes
+
+
+def test_without_namespaces_the_sandbox_refuses_unless_limits_only_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from forgepilot.sandbox import SandboxUnavailable
+    from forgepilot.sandbox import runner as runner_mod
+
+    bare = runner_mod.Isolation(
+        namespaces=False, drop_to_nobody=False, interpreter=isolation().interpreter, detail="unshare failed: EPERM"
+    )
+    monkeypatch.setattr(runner_mod, "isolation", lambda: bare)
+    with pytest.raises(SandboxUnavailable) as info:
+        Sandbox(workers=1)
+    assert "unprivileged_userns_clone" in info.value.one_line() and "limits_only" in info.value.one_line()
+    box = Sandbox(workers=1, limits_only=True)
+    try:
+        assert box.mode == "limits-only"
+        assert box.run(python_program("print(6 * 7)", limits=LIMITS)).stdout_tail == "42\n"
+    finally:
+        box.close()

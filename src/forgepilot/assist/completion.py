@@ -22,8 +22,10 @@ from forgepilot.backends.base import (
     Completion,
     CompletionChunk,
     CompletionRequest,
+    Priority,
     Stopwatch,
     Usage,
+    check_max_tokens,
     collect,
 )
 from forgepilot.backends.fim import FimTemplate, fim_template
@@ -48,6 +50,10 @@ class CompletionInput:
     seed: int | None = None
     context: bool = True
     use_cache: bool = True
+    #: Editors wait on completions (``interactive``); evaluations and dataset work run as ``batch``.
+    priority: Priority = "interactive"
+    #: Wall-clock seconds the request may take, queue included (None: no limit).
+    deadline_s: float | None = None
 
 
 @dataclass
@@ -103,7 +109,7 @@ def backend_template(backend: Backend) -> FimTemplate:
 
 
 class CompletionCache:
-    """An LRU of finished completions keyed by model, mode and the hashes of prefix and suffix."""
+    """An LRU of finished completions keyed by everything that shapes an answer (``key``)."""
 
     def __init__(self, entries: int) -> None:
         self.entries = entries
@@ -112,10 +118,34 @@ class CompletionCache:
         self.misses = 0
 
     @staticmethod
-    def key(model: str, mode: str, prefix: str, suffix: str, max_tokens: int) -> str:
+    def key(
+        backend: Backend, request: CompletionRequest, *, doc: Document, mode: str, indent: str, max_lines: int
+    ) -> str:
+        """The model, the exact request it would get (prompt with every snippet, suffix, sampling, stops) and what
+        post-processing reads (the whole document around the cursor, its language, mode and limits).
+
+        Keyed on the rendered prompt rather than on a list of request fields, a new input (context switched off,
+        other recent files, another repository, a template edit, a re-indexed file) cannot be missed: whatever
+        changes what the model sees changes the key.
+        """
         h = hashlib.blake2b(digest_size=16)
-        for part in (model, mode, str(max_tokens), prefix, "\x00", suffix):
+        template = backend_template(backend)
+        prompt = request.segments if request.segments is not None else ((request.prompt, request.suffix),)
+        parts = (
+            backend.name,
+            template.family,
+            repr(prompt),
+            repr((request.max_tokens, request.temperature, request.top_p, request.stop, request.seed)),
+            mode,
+            doc.language.name if doc.language else "",
+            indent,
+            str(max_lines),
+            doc.prefix,
+            doc.suffix,
+        )
+        for part in parts:
             h.update(part.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00")
         return h.hexdigest()
 
     def get(self, key: str) -> AssistCompletion | None:
@@ -212,17 +242,13 @@ class CompletionService:
         mode = request.mode or infer_mode(doc.prefix, doc.suffix, doc.language)
         s = self.settings
         max_tokens = request.max_tokens or (s.inline_max_tokens if mode == "inline" else s.block_max_tokens)
-        cache_key = None
-        if request.use_cache and request.temperature == 0.0:
-            cache_key = CompletionCache.key(backend.name, mode, doc.prefix, doc.suffix, max_tokens)
-            hit = self.cache.get(cache_key)
-            if hit is not None:
-                total = time.perf_counter() - started
-                # A cache hit costs no model tokens; its timings are this request's, not the original's.
-                return replace(hit, timings={"total": total, "cache": total}, usage=Usage(), cached=True)
+        check_max_tokens(backend, max_tokens)
+        max_lines = 1 if mode == "inline" else s.block_max_lines
 
+        # Context assembly (SQLite, tantivy, the tokenizer) runs on the builder's thread, never on the event loop.
         t = time.perf_counter()
-        ctx = self.builder.build(
+        ctx = await self.builder.offload(
+            self.builder.build,
             doc,
             template=template,
             count=backend.token_counter(),
@@ -233,20 +259,40 @@ class CompletionService:
         )
         context_s = time.perf_counter() - t - ctx.seconds.get("render", 0.0)
         stop = ("\n",) if mode == "inline" and doc.prefix.rpartition("\n")[2].strip() else ()
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled("completion cancelled before the model was called")
-        t = time.perf_counter()
         model_request = CompletionRequest(
             prompt=ctx.prompt,
             suffix=ctx.suffix,
-            raw=ctx.raw,
+            segments=ctx.segments,
             max_tokens=max_tokens,
             temperature=request.temperature,
             top_p=request.top_p,
             seed=request.seed,
             stop=stop,
+            priority=request.priority,
+            deadline_s=request.deadline_s,
             cancel=cancel,
         )
+        cache_key = None
+        if request.use_cache and request.temperature == 0.0:
+            cache_key = CompletionCache.key(
+                backend, model_request, doc=doc, mode=mode, indent=ctx.indent, max_lines=max_lines
+            )
+            hit = self.cache.get(cache_key)
+            if hit is not None:
+                total = time.perf_counter() - started
+                # A cache hit costs no model tokens; its timings and context are this request's, not the original's.
+                return replace(
+                    hit,
+                    timings={"context": context_s, "total": total, "cache": total},
+                    usage=Usage(),
+                    cached=True,
+                    snippets=ctx.snippets,
+                    context_tokens=ctx.tokens,
+                    dropped=ctx.dropped,
+                )
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled("completion cancelled before the model was called")
+        t = time.perf_counter()
         if mode != "inline" and backend.can_stream:
             seen = doc.prefix[: len(doc.prefix) - len(ctx.indent)]
             result = await _generate_block(backend, model_request, seen, mode, doc.language, cancel)
@@ -256,13 +302,14 @@ class CompletionService:
         if result.finish_reason == "cancelled":
             raise Cancelled("completion cancelled")
         t = time.perf_counter()
-        processed = postprocess(
+        processed = await self.builder.offload(
+            postprocess,
             place_after_held_whitespace(result.text, ctx.indent),
             prefix=doc.prefix,
             suffix=doc.suffix,
             mode=mode,
             language=doc.language,
-            max_lines=1 if mode == "inline" else s.block_max_lines,
+            max_lines=max_lines,
         )
         post_s = time.perf_counter() - t
         timings = {
@@ -290,6 +337,7 @@ class CompletionService:
             context_tokens=ctx.tokens,
             dropped=ctx.dropped,
         )
-        if cache_key is not None:
+        # A generation cut by the request's time budget is not the model's answer: never replay it.
+        if cache_key is not None and not (result.finish_reason == "length" and request.deadline_s is not None):
             self.cache.put(cache_key, out)
         return out

@@ -40,5 +40,6 @@ class Assistant:
 
     async def aclose(self) -> None:
         await self.models.aclose()
+        self.builder.close()
         if self.workspace is not None:
             self.workspace.close()

@@ -8,22 +8,25 @@ sources it was given.
 
 from __future__ import annotations
 
+import asyncio
 import posixpath
 import re
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from forgepilot.assist.citations import attach_sources, check_citations
+from forgepilot.assist.fitting import Fitted, fit_prompt
 from forgepilot.assist.models import ModelPool
-from forgepilot.backends.base import CancelToken, ChatMessage, ChatRequest, Usage
+from forgepilot.backends.base import CancelToken, ChatMessage, ChatRequest, Priority, Usage, check_max_tokens
 from forgepilot.context import ContextBuilder, Document, Snippet
-from forgepilot.context.frameworks import detect_framework
+from forgepilot.context.frameworks import detect_framework, import_path_for
 from forgepilot.context.locate import Located
 from forgepilot.errors import Cancelled, ForgePilotError, UserError
 from forgepilot.index.search import Filters
-from forgepilot.prompts import PromptRegistry, RenderedPrompt, builtin_registry
+from forgepilot.prompts import PromptRegistry, RenderedPrompt, Template, builtin_registry
 from forgepilot.syntax.languages import LANGUAGES, detect_language
 
 TASKS = ("explain", "tests", "review", "commit", "refactor", "document", "ask")
@@ -37,8 +40,21 @@ _REQUIRED = {
     "ask": "question",
 }
 _CODE_BLOCK = re.compile(r"```[\w+#.-]*\n(.*?)```", re.DOTALL)
-_CITATION = re.compile(r"([A-Za-z0-9_][\w./-]*\.[A-Za-z0-9]+):(\d+)(?:-(\d+))?")
 ACTIONS_DIR = ".forgepilot/actions"
+# The file an unsaved buffer would be, for naming its test and its import.
+_EXTENSIONS = {"python": "py", "javascript": "js", "typescript": "ts", "tsx": "tsx", "go": "go", "java": "java"}
+T = TypeVar("T")
+
+
+class UnknownRepository(UserError):
+    """A request names a repository that is not indexed."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(
+            f"no indexed repository named {name!r}",
+            hint=f"indexed: {', '.join(known) or 'none'} (index it with `forgepilot index PATH`)",
+        )
+        self.name = name
 
 
 class MissingField(UserError):
@@ -63,6 +79,9 @@ class TaskInput:
     max_tokens: int | None = None
     temperature: float = 0.0
     seed: int | None = None
+    priority: Priority = "chat"
+    #: Wall-clock seconds the task may take, queue included (None: no limit).
+    deadline_s: float | None = None
 
 
 @dataclass
@@ -81,26 +100,22 @@ class TaskResult:
     sources: list[dict[str, Any]] = field(default_factory=list)
     framework: dict[str, str] | None = None
     cost_usd: float | None = None
+    #: What was left out of the prompt to fit the model's window (empty when everything fit).
+    trimmed: list[str] = field(default_factory=list)
 
 
 def _source(s: Snippet) -> dict[str, Any]:
     return {"source": s.source, "path": s.path, "start_line": s.start_line, "end_line": s.end_line, "score": s.score}
 
 
-def check_citations(text: str, sources: list[Snippet]) -> list[dict[str, Any]]:
-    """Each distinct ``path:line`` in ``text``, marked valid when a source covers that line of that path."""
-    out: list[dict[str, Any]] = []
-    seen: set[tuple[str, int]] = set()
-    for m in _CITATION.finditer(text):
-        path, line = m.group(1), int(m.group(2))
-        if (path, line) in seen:
-            continue
-        seen.add((path, line))
-        valid = any(
-            (s.path == path or s.path.endswith("/" + path)) and s.start_line <= line <= s.end_line for s in sources
-        )
-        out.append({"path": path, "line": line, "valid": valid})
-    return out
+def shown_path(inp_path: str, located: Located | None) -> str:
+    """The path a prompt shows: repository-relative when the file is indexed, else the file's name alone (an
+    absolute path means nothing to the model, is copied into imports, and tells it the user's home folder)."""
+    if located is not None:
+        return located.path
+    if not inp_path:
+        return "(unsaved)"
+    return posixpath.basename(inp_path) if posixpath.isabs(inp_path) else inp_path
 
 
 class ChatTasks:
@@ -135,16 +150,18 @@ class ChatTasks:
 
     # -- actions ------------------------------------------------------------------------------------------
     def action_registry(self, repository: str | None = None) -> PromptRegistry:
-        """Templates in ``.forgepilot/actions/`` of the indexed repositories (or of the one named)."""
+        """Templates in ``.forgepilot/actions/`` of the indexed repositories (or of the one named, by name or root).
+
+        Only indexed repositories count: a client names one, never a directory of its choosing.
+        """
         roots: list[str] = []
         if self.builder is not None and self.builder.workspace is not None:
-            roots = [
-                r.root
-                for r in self.builder.workspace.store.repositories()
-                if repository is None or repository in (r.name, r.root)
-            ]
-        if repository and not roots and Path(repository).is_dir():
-            roots = [repository]
+            repos = self.builder.workspace.store.repositories()
+            roots = [r.root for r in repos if repository is None or repository in (r.name, r.root)]
+            if repository is not None and not roots:
+                raise UnknownRepository(repository, [r.name for r in repos])
+        elif repository is not None:
+            raise UnknownRepository(repository, [])
         dirs = tuple(str(Path(root) / ACTIONS_DIR) for root in roots)
         stamp = max((Path(d).stat().st_mtime for d in dirs if Path(d).is_dir()), default=0.0)
         cached = self._actions.get(dirs)
@@ -158,7 +175,7 @@ class ChatTasks:
         language = self._language(inp)
         v: dict[str, Any] = {
             "code": inp.code,
-            "path": inp.path or "(unsaved)",
+            "path": shown_path(inp.path, located),
             "language": language,
             "diff": inp.diff,
             "question": inp.question,
@@ -171,20 +188,17 @@ class ChatTasks:
 
     def _tests_variables(self, v: dict[str, Any], inp: TaskInput, located: Located | None) -> dict[str, str]:
         root = Path(located.repository.root) if located else None
-        rel = located.path if located else inp.path
+        rel = v["path"] if inp.path else f"module.{_EXTENSIONS.get(v['language'], 'txt')}"
         framework = detect_framework(v["language"], rel, root)
         v["framework"] = framework.name
-        stem = posixpath.splitext(rel)[0]
-        v["module"] = ".".join(p for p in stem.removeprefix("src/").split("/") if p) or stem
+        v["test_path"] = framework.test_path
+        # How the new test names the code under test, from where it will live (never an absolute path).
+        v["module"] = import_path_for(rel, framework.test_path, v["language"])
         v["example"] = ""
         if located is not None and self.builder is not None and self.builder.workspace is not None:
-            row = self.builder.workspace.store.conn.execute(
-                "SELECT path FROM files WHERE repo_id = ? AND status = 'indexed' AND language = ? "
-                "AND (path LIKE '%test%' OR path LIKE '%spec%') ORDER BY length(path) LIMIT 1",
-                (located.repository.id, v["language"]),
-            ).fetchone()
-            if row is not None:
-                lines = self.builder.files.get(root / row[0]) if root else None
+            example = self.builder.workspace.store.example_test(located.repository.id, v["language"])
+            if example is not None and root is not None:
+                lines = self.builder.files.get(root / example)
                 v["example"] = "\n".join((lines or [])[:40])
         return {"name": framework.name, "evidence": framework.evidence, "test_path": framework.test_path}
 
@@ -201,12 +215,8 @@ class ChatTasks:
             for h in hits
         ]
 
-    async def run(self, task: str, inp: TaskInput, cancel: CancelToken | None = None) -> TaskResult:
-        if task not in TASKS:
-            raise UserError(f"unknown task {task!r}", hint=f"one of: {', '.join(TASKS)}, or actions/NAME")
-        needed = _REQUIRED[task]
-        if not str(getattr(inp, needed)).strip():
-            raise MissingField(task, needed)
+    def _prepare(self, task: str, inp: TaskInput) -> tuple[dict[str, Any], dict[str, str] | None, list[Snippet]]:
+        """The template variables of ``task`` (index lookups, retrieval: run on the builder's thread)."""
         located = self._locate(inp)
         variables = self._variables(task, inp, located)
         framework = None
@@ -216,24 +226,71 @@ class ChatTasks:
         elif task == "ask":
             sources = self._ask_sources(inp)
             variables["sources"] = sources
-        prompt = self.prompts.render(task, variables)
+        return variables, framework, sources
+
+    async def _offload(self, fn: Callable[..., T], /, *args: Any) -> T:
+        if self.builder is not None:
+            return await self.builder.offload(fn, *args)
+        return await asyncio.to_thread(fn, *args)
+
+    async def run(self, task: str, inp: TaskInput, cancel: CancelToken | None = None) -> TaskResult:
+        if task not in TASKS:
+            raise UserError(f"unknown task {task!r}", hint=f"one of: {', '.join(TASKS)}, or actions/NAME")
+        needed = _REQUIRED[task]
+        if not str(getattr(inp, needed)).strip():
+            raise MissingField(task, needed)
+        variables, framework, sources = await self._offload(self._prepare, task, inp)
         model = inp.model or self.models.task_model(task)
-        result = await self.chat(task, prompt, model, inp, cancel)
+        template = self.prompts.get(task)
+        fitted = await self._offload(self._fit, task, self.prompts, variables, model, inp, template)
+        result = await self.chat(task, fitted.prompt, model, replace(inp, max_tokens=fitted.max_tokens), cancel)
         result.framework = framework
+        result.trimmed = fitted.trimmed
         if task == "ask":
-            result.sources = [_source(s) for s in sources]
-            result.citations = check_citations(result.text, sources)
+            # The sources the model saw (some may have been dropped to fit), numbered as the prompt numbered them.
+            shown: list[Snippet] = fitted.variables.get("sources", sources)
+            result.sources = [_source(s) for s in shown]
+            citations = check_citations(result.text, shown)
+            if not any(c.valid for c in citations):
+                result.text, attached = attach_sources(result.text, shown)
+                citations += attached
+            result.citations = [c.record() for c in citations]
         return result
 
+    def _fit(
+        self,
+        name: str,
+        registry: PromptRegistry,
+        variables: dict[str, Any],
+        model: str,
+        inp: TaskInput,
+        template: Template,
+    ) -> Fitted:
+        """The rendered prompt and answer budget that fit ``model``'s window (counted by its own tokenizer)."""
+        backend = self.models.get(model)
+        default_max = int(template.meta.get("max_tokens", 768))
+        max_tokens = check_max_tokens(backend, inp.max_tokens or default_max)
+        return fit_prompt(
+            lambda v: registry.render(name, v),
+            variables,
+            count=backend.token_counter(),
+            window=backend.max_context,
+            max_tokens=max_tokens,
+        )
+
     async def action(self, name: str, inp: TaskInput, cancel: CancelToken | None = None) -> TaskResult:
-        registry = self.action_registry(inp.repository)
+        registry = await self._offload(self.action_registry, inp.repository)
         template = registry.get(f"actions/{name}")
-        located = self._locate(inp)
+        located = await self._offload(self._locate, inp)
         variables = {**self._variables("action", inp, located), **dict(inp.variables)}
-        prompt = registry.render(template.name, variables)
         tier = template.tier if template.tier in ("large", "fast") else "large"
         model = inp.model or self.models.tier_model(tier)  # type: ignore[arg-type]
-        return await self.chat(template.name, prompt, model, inp, cancel)
+        fitted = await self._offload(self._fit, template.name, registry, variables, model, inp, template)
+        result = await self.chat(
+            template.name, fitted.prompt, model, replace(inp, max_tokens=fitted.max_tokens), cancel
+        )
+        result.trimmed = fitted.trimmed
+        return result
 
     async def chat(
         self, task: str, prompt: RenderedPrompt, model: str, inp: TaskInput, cancel: CancelToken | None = None
@@ -250,9 +307,11 @@ class ChatTasks:
         completion = await backend.chat(
             ChatRequest(
                 tuple(messages),
-                max_tokens=inp.max_tokens or default_max,
+                max_tokens=check_max_tokens(backend, inp.max_tokens or default_max),
                 temperature=inp.temperature,
                 seed=inp.seed,
+                priority=inp.priority,
+                deadline_s=inp.deadline_s,
                 cancel=cancel,
             )
         )

@@ -10,12 +10,15 @@ from forgepilot.backends.base import (
     CompletionChunk,
     CompletionRequest,
     Cost,
+    Priority,
+    Segment,
     Timings,
     Usage,
+    prompt_text,
 )
 from forgepilot.backends.embedded import EMBEDDED_MODELS, EmbeddedModel, ModelStatus, ModelStore, embedded_model
 from forgepilot.backends.fake import FakeBackend
-from forgepilot.backends.fim import FimTemplate, RepoFile, fim_template, known_families
+from forgepilot.backends.fim import FimTemplate, RepoFile, defang, fim_template, known_families
 from forgepilot.backends.llamacpp import LlamaCppBackend
 from forgepilot.backends.openai_http import OpenAICompatibleBackend
 from forgepilot.backends.pricing import Price, PriceTable, builtin_price_table
@@ -44,14 +47,18 @@ __all__ = [
     "Price",
     "PriceTable",
     "ProviderProfile",
+    "Priority",
     "RepoFile",
+    "Segment",
     "Timings",
     "Usage",
     "builtin_price_table",
+    "defang",
     "embedded_model",
     "fim_template",
     "known_families",
     "list_models",
     "open_backend",
+    "prompt_text",
     "provider_profile",
 ]

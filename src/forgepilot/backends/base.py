@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from forgepilot.errors import NotSupported
+from forgepilot.errors import MaxTokensTooLarge, NotSupported
 
 FinishReason = Literal["stop", "length", "cancelled"]
 Role = Literal["system", "user", "assistant"]
@@ -35,10 +35,35 @@ class CancelToken:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """A piece of a rendered prompt: one of the template's own markers (``control``), or text.
+
+    Text (documents, snippets, paths, chat messages) is always tokenized as plain text, so a file holding
+    ``<|endoftext|>`` is seven ordinary tokens, never the control token; only a template's markers are special.
+    """
+
+    text: str
+    control: bool = False
+
+
+def prompt_text(segments: Sequence[Segment]) -> str:
+    """The segments joined as one string (what a log or a dataset shows; never what a tokenizer should parse)."""
+    return "".join(s.text for s in segments)
+
+
+#: How urgently a request wants the model: editors wait on ``interactive`` (completions) ahead of ``chat`` tasks,
+#: and both ahead of ``batch`` work (evaluations, dataset generation, distillation).
+Priority = Literal["interactive", "chat", "batch"]
+PRIORITY_RANK: dict[str, int] = {"interactive": 0, "chat": 1, "batch": 2}
+
+
+@dataclass(frozen=True)
 class CompletionRequest:
     """Complete ``prompt``; with ``suffix`` the backend fills the middle through the model family's FIM template.
 
-    ``raw=True`` sends ``prompt`` exactly as given (an already rendered FIM or repo-level prompt).
+    ``segments`` is an already rendered model-specific prompt (FIM or repository-level), sent as given: its control
+    segments as the template's markers, its text segments as plain text; ``prompt`` is then its text, for logs.
+    ``deadline_s`` stops generation after that many seconds of wall-clock time (finish reason ``length``).
     """
 
     prompt: str
@@ -48,8 +73,14 @@ class CompletionRequest:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
-    raw: bool = False
+    segments: tuple[Segment, ...] | None = None
+    priority: Priority = "interactive"
+    deadline_s: float | None = None
     cancel: CancelToken | None = None
+
+    @property
+    def raw(self) -> bool:
+        return self.segments is not None
 
 
 @dataclass(frozen=True)
@@ -66,6 +97,8 @@ class ChatRequest:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    priority: Priority = "chat"
+    deadline_s: float | None = None
     cancel: CancelToken | None = None
 
 
@@ -180,6 +213,16 @@ class Backend(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op for backends holding nothing
         """Release connections or model handles held by this backend object."""
+
+
+def check_max_tokens(backend: Backend, max_tokens: int, field_name: str = "max_tokens") -> int:
+    """``max_tokens`` when the model's window can hold it; ``MaxTokensTooLarge`` (a 400) when it cannot.
+
+    A request for a billion tokens must fail at the door, not hold the model until a client gives up.
+    """
+    if max_tokens > backend.max_context:
+        raise MaxTokensTooLarge(max_tokens, backend.max_context, backend.name, field_name)
+    return max_tokens
 
 
 def estimate_tokens(text: str) -> int:

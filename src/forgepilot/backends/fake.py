@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import math
 import re
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -24,6 +25,7 @@ from forgepilot.backends.base import (
     Stopwatch,
     Usage,
     collect,
+    prompt_text,
 )
 from forgepilot.backends.fim import fim_template
 from forgepilot.backends.pricing import builtin_price_table
@@ -83,12 +85,19 @@ class FakeBackend(Backend):
         return "pass\n"
 
     def _render(self, request: CompletionRequest) -> str:
-        if request.raw or request.suffix is None:  # as llama.cpp: no suffix, no FIM
+        if request.segments is not None:
+            return prompt_text(request.segments)
+        if request.suffix is None:  # as llama.cpp: no suffix, no FIM
             return request.prompt
         return self.template.render(request.prompt, request.suffix)
 
     async def _generate(
-        self, prompt: str, max_tokens: int, stop: Sequence[str], cancel_flag: Callable[[], bool]
+        self,
+        prompt: str,
+        max_tokens: int,
+        stop: Sequence[str],
+        cancel_flag: Callable[[], bool],
+        deadline_s: float | None = None,
     ) -> AsyncIterator[CompletionChunk]:
         if self.fail_with is not None:
             raise self.fail_with
@@ -103,9 +112,14 @@ class FakeBackend(Backend):
         if len(pieces) > max_tokens:
             pieces, finish = pieces[:max_tokens], "length"
         emitted = 0
+        # As the real backends do: past the request's wall-clock budget generation stops ("length").
+        deadline = None if deadline_s is None else time.monotonic() + deadline_s
         for piece in pieces:
             if cancel_flag():
                 finish = "cancelled"
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                finish = "length"
                 break
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
@@ -121,6 +135,7 @@ class FakeBackend(Backend):
             request.max_tokens,
             stop,
             lambda: request.cancel is not None and request.cancel.cancelled,
+            request.deadline_s,
         )
 
     async def complete(self, request: CompletionRequest) -> Completion:
@@ -135,6 +150,7 @@ class FakeBackend(Backend):
             request.max_tokens,
             request.stop,
             lambda: request.cancel is not None and request.cancel.cancelled,
+            request.deadline_s,
         )
 
     async def chat(self, request: ChatRequest) -> Completion:

@@ -2,16 +2,37 @@
 
 Guessing a template from a substring of the model's name is how other tools leak FIM tokens into completions
 silently; here an unknown family is an error. Every FIM family we know is prefix-suffix-middle (PSM): the prompt
-is ``open + prefix + between + suffix + close``, split into pieces rather than formatted so code containing
-braces or placeholder-like text renders verbatim.
+is ``open + prefix + between + suffix + close``, built as ``Segment``s rather than formatted, so that the markers
+are the only control tokens: code containing ``<|fim_middle|>`` or braces is text and renders verbatim.
+
+For servers that tokenize a prompt string with its special tokens parsed (vLLM, TGI, llama.cpp servers), text
+segments go out ``defang``ed: every control-token spelling of the family in them is broken by a word joiner (U+2060),
+so the server reads it as ordinary text too.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from forgepilot.backends.base import Segment, prompt_text
 from forgepilot.errors import UnknownModelFamily, UserError
+
+#: Put inside a control-token spelling found in text (after its first character): no tokenizer matches it then.
+_BREAK = "\u2060"
+# Spellings shaped like control tokens in every family we know: <|name|> (Qwen, CodeGemma, GPT), <｜name｜>
+# (DeepSeek), <name> and </name> of the StarCoder / CodeLlama / Gemma families are listed per family.
+_GENERIC_CONTROL = re.compile(r"<\|[^\s<>|]{1,64}\|>|<｜[^\s<>｜]{1,64}｜>")
+
+
+def defang(text: str, tokens: Sequence[str] = ()) -> str:
+    """``text`` with every control-token spelling (generic shapes and ``tokens``) broken so no tokenizer parses it."""
+    text = _GENERIC_CONTROL.sub(lambda m: m.group(0)[0] + _BREAK + m.group(0)[1:], text)
+    for token in tokens:
+        if token in text:
+            text = text.replace(token, token[0] + _BREAK + token[1:])
+    return text
 
 
 @dataclass(frozen=True)
@@ -44,42 +65,71 @@ class FimTemplate:
     #: Control tokens the format relies on; each must be a single token of the model's vocabulary.
     special_tokens: tuple[str, ...] = ()
     repo: RepoFormat | None = None
+    #: Every spelling the family's tokenizers read as a control token beyond the ``<|x|>`` / ``<｜x｜>`` shapes
+    #: (chat turns, end of text): what ``defang`` breaks in text sent to a server as a string.
+    control_tokens: tuple[str, ...] = ()
+
+    def segments(self, prefix: str, suffix: str | None = None) -> tuple[Segment, ...]:
+        """The prompt for completing at the point between ``prefix`` and ``suffix``, markers apart from text."""
+        if not self.supports_fim:
+            return (Segment(prefix),)
+        return (
+            Segment(self.open, control=True),
+            Segment(prefix),
+            Segment(self.between, control=True),
+            Segment(suffix or ""),
+            Segment(self.close, control=True),
+        )
 
     def render(self, prefix: str, suffix: str | None = None) -> str:
-        """The prompt for completing at the point between ``prefix`` and ``suffix``."""
-        if not self.supports_fim:
-            return prefix
-        return f"{self.open}{prefix}{self.between}{suffix or ''}{self.close}"
+        """The prompt as one string (datasets and logs; models get ``segments``)."""
+        return prompt_text(self.segments(prefix, suffix))
 
     @property
     def supports_repo_level(self) -> bool:
         return self.repo is not None
 
-    def render_repo(
+    def repo_segments(
         self, repo_name: str, files: Sequence[RepoFile], path: str, prefix: str, suffix: str | None = None
-    ) -> str:
+    ) -> tuple[Segment, ...]:
         """A repository-level prompt: other files first, then the current file with the FIM hole (or, with no
-        ``suffix``, the current file's text to continue left to right)."""
+        ``suffix``, the current file's text to continue left to right). Names, paths and contents are text."""
         if self.repo is None:
             raise UserError(
                 f"model family {self.family!r} has no repository-level format",
                 hint="render context as comment-prefixed snippets instead",
             )
         fmt = self.repo
-        parts = [_substitute(fmt.repo_open, "{repo}", repo_name)]
+        parts = _substitute(fmt.repo_open, "{repo}", repo_name)
         for f in files:
-            parts.append(_substitute(fmt.file_open, "{path}", f.path))
-            parts.append(f.content)
-            parts.append(fmt.file_close)
-        parts.append(_substitute(fmt.file_open, "{path}", path))
-        parts.append(self.render(prefix, suffix) if suffix is not None else prefix)
-        return "".join(parts)
+            parts += _substitute(fmt.file_open, "{path}", f.path)
+            parts += (Segment(f.content), Segment(fmt.file_close, control=True))
+        parts += _substitute(fmt.file_open, "{path}", path)
+        parts += self.segments(prefix, suffix) if suffix is not None else (Segment(prefix),)
+        return tuple(s for s in parts if s.text)
+
+    def render_repo(
+        self, repo_name: str, files: Sequence[RepoFile], path: str, prefix: str, suffix: str | None = None
+    ) -> str:
+        return prompt_text(self.repo_segments(repo_name, files, path, prefix, suffix))
+
+    def wire_text(self, segments: Sequence[Segment]) -> str:
+        """The prompt as a string for a server that parses special tokens in it: markers kept, text defanged."""
+        return "".join(s.text if s.control else self.defang(s.text) for s in segments)
+
+    def defang(self, text: str) -> str:
+        return defang(text, (*self.special_tokens, *self.control_tokens))
 
 
-def _substitute(pattern: str, key: str, value: str) -> str:
-    head, _, tail = pattern.partition(key)
-    return head + value + tail if _ else pattern
+def _substitute(pattern: str, key: str, value: str) -> tuple[Segment, ...]:
+    """A format piece (control) with ``key`` replaced by ``value`` (text: a repository name or a file path)."""
+    head, found, tail = pattern.partition(key)
+    if not found:
+        return (Segment(pattern, control=True),)
+    return (Segment(head, control=True), Segment(value), Segment(tail, control=True))
 
+
+_GEMMA_CONTROL = ("<bos>", "<eos>", "<pad>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>")
 
 _QWEN_CODER = FimTemplate(
     family="qwen2.5-coder",
@@ -107,6 +157,7 @@ _QWEN_CODER = FimTemplate(
         "<|endoftext|>",
     ),
     repo=RepoFormat(repo_open="<|repo_name|>{repo}\n", file_open="<|file_sep|>{path}\n", file_close="\n"),
+    control_tokens=("<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"),
 )
 
 _DEEPSEEK_CODER = FimTemplate(
@@ -117,6 +168,7 @@ _DEEPSEEK_CODER = FimTemplate(
     close="<｜fim▁end｜>",
     stop=("<｜end▁of▁sentence｜>", "<|EOT|>", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
     special_tokens=("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>", "<｜end▁of▁sentence｜>"),
+    control_tokens=("<｜begin▁of▁sentence｜>", "<|EOT|>"),
 )
 
 _STARCODER = FimTemplate(
@@ -127,6 +179,14 @@ _STARCODER = FimTemplate(
     close="<fim_middle>",
     stop=("<|endoftext|>", "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<fim_pad>", "<filename>"),
     special_tokens=("<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<fim_pad>", "<|endoftext|>"),
+    control_tokens=(
+        "<filename>",
+        "<gh_stars>",
+        "<issue_start>",
+        "<issue_comment>",
+        "<issue_closed>",
+        "<jupyter_start>",
+    ),
 )
 
 _STARCODER2 = FimTemplate(
@@ -138,6 +198,7 @@ _STARCODER2 = FimTemplate(
     stop=("<|endoftext|>", "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<fim_pad>", "<file_sep>", "<repo_name>"),
     special_tokens=("<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<fim_pad>", "<file_sep>", "<repo_name>"),
     repo=RepoFormat(repo_open="<repo_name>{repo}", file_open="<file_sep>{path}\n", file_close=""),
+    control_tokens=("<|endoftext|>", "<filename>", "<gh_stars>", "<issue_start>", "<pr>", "<jupyter_start>"),
 )
 
 _CODELLAMA = FimTemplate(
@@ -149,6 +210,7 @@ _CODELLAMA = FimTemplate(
     close=" <MID>",
     stop=("<EOT>", "</s>", "<PRE>", "<SUF>", "<MID>"),
     special_tokens=("<PRE>", "<SUF>", "<MID>", "<EOT>"),
+    control_tokens=("<s>", "</s>", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>"),
 )
 
 _CODEGEMMA = FimTemplate(
@@ -159,11 +221,19 @@ _CODEGEMMA = FimTemplate(
     close="<|fim_middle|>",
     stop=("<|file_separator|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<eos>", "<end_of_turn>"),
     special_tokens=("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|file_separator|>"),
+    control_tokens=_GEMMA_CONTROL,
 )
+
+_LEFT_TO_RIGHT_CONTROL: dict[str, tuple[str, ...]] = {
+    "gemma3": _GEMMA_CONTROL,
+    "llama3": ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+    "qwen2.5": ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+    "gpt": ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+}
 
 
 def _left_to_right(family: str) -> FimTemplate:
-    return FimTemplate(family=family, supports_fim=False)
+    return FimTemplate(family=family, supports_fim=False, control_tokens=_LEFT_TO_RIGHT_CONTROL.get(family, ()))
 
 
 _TEMPLATES: dict[str, FimTemplate] = {

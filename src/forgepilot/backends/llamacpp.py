@@ -19,15 +19,17 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from forgepilot.backends.base import (
+    PRIORITY_RANK,
     Backend,
     CancelToken,
     ChatRequest,
@@ -35,14 +37,16 @@ from forgepilot.backends.base import (
     CompletionChunk,
     CompletionRequest,
     FinishReason,
+    Segment,
     Stopwatch,
     Usage,
     collect,
 )
 from forgepilot.backends.fim import FimTemplate
 from forgepilot.backends.pricing import PriceTable, builtin_price_table
+from forgepilot.backends.worker import PriorityWorker
 from forgepilot.config import LlamaSettings
-from forgepilot.errors import BackendError, MissingExtra, UserError
+from forgepilot.errors import BackendError, BackendTimeout, MissingExtra, UserError
 
 _DONE = object()
 _log = logging.getLogger("forgepilot.llama_cpp")
@@ -136,9 +140,30 @@ class LlamaHost:
             self.llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=settings.prompt_cache_mib << 20))
         self.path = path
         self.n_ctx = settings.n_ctx
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{path.stem[:24]}")
+        self.worker = PriorityWorker(f"llama-{path.stem[:24]}")
         self.add_bos = bool(self.llm._model.add_bos_token())
         self._formatter: Any = None
+        #: Jobs run in place of a lower-priority generation that paused for them (tests read it).
+        self.preemptions = 0
+
+    def serve_waiting(self, rank: int) -> None:
+        """Called between two tokens of a generation of priority ``rank``: run every waiting job that is more
+        urgent first, with this generation's state (KV cache, tokens) saved before and restored after.
+
+        An editor's completion then waits for one token of a long chat answer, not for all of it; the chat goes on
+        exactly where it was (greedy output is unchanged).
+        """
+        job = self.worker.pop_more_urgent(rank)
+        if job is None:
+            return
+        state = self.llm.save_state()
+        try:
+            while job is not None:
+                self.preemptions += 1
+                job.run()
+                job = self.worker.pop_more_urgent(rank)
+        finally:
+            self.llm.load_state(state)
 
     # Tokenization reads only the vocabulary, so it may run beside generation on another thread.
     def tokenize_text(self, text: str) -> list[int]:
@@ -146,6 +171,13 @@ class LlamaHost:
 
     def tokenize_special(self, text: str) -> list[int]:
         return self._tokenize(text, special=True)
+
+    def tokenize_segments(self, segments: Sequence[Segment]) -> list[int]:
+        """Control segments parsed for special tokens, text segments as plain text."""
+        tokens: list[int] = []
+        for segment in segments:
+            tokens += self.tokenize_special(segment.text) if segment.control else self.tokenize_text(segment.text)
+        return tokens
 
     def _tokenize(self, text: str, *, special: bool) -> list[int]:
         # llama-cpp-python's own tokenize allocates a zeroed buffer of the training context (32k tokens for
@@ -170,7 +202,12 @@ class LlamaHost:
         return [int(self.llm.token_bos())] if self.add_bos else []
 
     def chat_prompt(self, messages: Sequence[dict[str, str]], family: str) -> tuple[list[int], list[str]]:
-        """Tokens and stop strings for a chat, rendered with the GGUF's chat template (else the family's format)."""
+        """Tokens and stop strings for a chat, rendered with the GGUF's chat template (else the family's format).
+
+        The template is rendered with a placeholder for each message's content, so its own markers (turn starts and
+        ends) are parsed as special tokens and every message as plain text: a message holding ``<|im_end|>`` does
+        not close its turn.
+        """
         extra_stop: list[str] = []
         if self._formatter is None:
             template = self.llm.metadata.get("tokenizer.chat_template") or _FALLBACK_CHAT_TEMPLATES.get(family)
@@ -189,8 +226,10 @@ class LlamaHost:
             )
         if "tokenizer.chat_template" not in self.llm.metadata:
             extra_stop = _FALLBACK_CHAT_STOPS.get(family, [])
-        result = self._formatter(messages=list(messages))
-        tokens = ([] if result.added_special else self.bos()) + self.tokenize_special(result.prompt)
+        placeholders = [{**m, "content": _placeholder(i)} for i, m in enumerate(messages)]
+        result = self._formatter(messages=placeholders)
+        segments = _fill_placeholders(result.prompt, [m["content"] for m in messages])
+        tokens = ([] if result.added_special else self.bos()) + self.tokenize_segments(segments)
         stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         return tokens, [s for s in [*stop, *extra_stop] if s]
 
@@ -205,8 +244,14 @@ class LlamaHost:
         seed: int | None,
         cancel: CancelToken,
         emit: Callable[[object], None],
+        rank: int = 0,
+        deadline: float | None = None,
     ) -> None:
-        """Run one generation on the worker thread, handing chunks to ``emit``; the last one carries usage."""
+        """Run one generation on the worker thread, handing chunks to ``emit``; the last one carries usage.
+
+        Between tokens, more urgent jobs run first (``serve_waiting``); past ``deadline`` (monotonic seconds) the
+        generation stops with finish reason ``length``.
+        """
         llama_cpp = import_llama_cpp()
         llm = self.llm
         if len(tokens) >= self.n_ctx:
@@ -217,11 +262,18 @@ class LlamaHost:
         max_tokens = min(max_tokens, self.n_ctx - len(tokens))
         cached = llama_cpp.Llama.longest_token_prefix(llm._input_ids[: llm.n_tokens], tokens)
         calls = 0
+        out_of_time = False
 
         def keep_going(input_ids: Any, logits: Any) -> bool:
-            # Called once per sampled token, plus once after the loop: count, and stop at once on cancellation.
-            nonlocal calls
+            # Called once per sampled token, plus once after the loop: count, stop at once on cancellation or at
+            # the deadline, and let a more urgent request use the model before the next token.
+            nonlocal calls, out_of_time
             calls += 1
+            if deadline is not None and time.monotonic() > deadline:
+                out_of_time = True
+                return True
+            if not cancel.cancelled:
+                self.serve_waiting(rank)
             return cancel.cancelled
 
         finish: FinishReason = "stop"
@@ -242,6 +294,8 @@ class LlamaHost:
                 finish = "length"
             if cancel.cancelled:
                 break
+        if out_of_time:
+            finish = "length"
         if cancel.cancelled:
             finish = "cancelled"
         # Sampled tokens include the end-of-generation token (the model computed it); a token sampled after
@@ -256,6 +310,26 @@ class LlamaHost:
         emit(CompletionChunk(text="", finish_reason=finish, usage=usage))
 
 
+# Private-use characters: no chat template writes them, so they mark exactly where a message's content goes.
+_PLACEHOLDER = re.compile("\ue000([0-9]+)\ue001")
+
+
+def _placeholder(index: int) -> str:
+    return f"\ue000{index}\ue001"
+
+
+def _fill_placeholders(rendered: str, contents: Sequence[str]) -> list[Segment]:
+    """The rendered chat as segments: the template's text (control) with each message's content (text) put back."""
+    segments: list[Segment] = []
+    at = 0
+    for match in _PLACEHOLDER.finditer(rendered):
+        segments.append(Segment(rendered[at : match.start()], control=True))
+        segments.append(Segment(contents[int(match.group(1))]))
+        at = match.end()
+    segments.append(Segment(rendered[at:], control=True))
+    return [s for s in segments if s.text]
+
+
 _HOSTS: dict[_HostKey, LlamaHost] = {}
 _HOSTS_LOCK = threading.Lock()
 
@@ -265,7 +339,7 @@ def _close_hosts() -> None:
     """Free models while llama.cpp is still loaded: freeing them during interpreter teardown raises noise."""
     with _HOSTS_LOCK:
         for host in _HOSTS.values():
-            host.executor.shutdown(wait=False, cancel_futures=True)
+            host.worker.shutdown()
             with contextlib.suppress(Exception):
                 # Not verbose, llama-cpp-python redirects stdout/stderr to /dev/null around the free and leaks
                 # the handles at exit; its log output already goes through our callback.
@@ -321,36 +395,26 @@ class LlamaCppBackend(Backend):
         return self._host
 
     def prompt_tokens(self, request: CompletionRequest) -> list[int]:
-        """The exact tokens sent to the model: template control tokens special, user text plain."""
-        host = self.host
-        if request.raw:
-            return host.bos() + host.tokenize_special(request.prompt)
-        t = self.template
-        if not t.supports_fim or request.suffix is None:
-            return host.bos() + host.tokenize_text(request.prompt)
-        return (
-            host.bos()
-            + host.tokenize_special(t.open)
-            + host.tokenize_text(request.prompt)
-            + host.tokenize_special(t.between)
-            + host.tokenize_text(request.suffix)
-            + host.tokenize_special(t.close)
-        )
+        """The exact tokens sent to the model: template markers special, every text plain."""
+        segments = request.segments
+        if segments is None:
+            if self.template.supports_fim and request.suffix is not None:
+                segments = self.template.segments(request.prompt, request.suffix)
+            else:
+                segments = (Segment(request.prompt),)
+        return self.host.bos() + self.host.tokenize_segments(segments)
 
     async def _run(
         self,
         make_tokens: Callable[[], tuple[list[int], list[str]]],
-        *,
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int | None,
-        cancel: CancelToken | None,
+        request: CompletionRequest | ChatRequest,
     ) -> AsyncIterator[CompletionChunk]:
         host = self.host
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
-        token = cancel or CancelToken()
+        token = request.cancel or CancelToken()
+        rank = PRIORITY_RANK[request.priority]
+        deadline = None if request.deadline_s is None else time.monotonic() + request.deadline_s
 
         def emit(item: object) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
@@ -360,23 +424,32 @@ class LlamaCppBackend(Backend):
                 if token.cancelled:  # cancelled while waiting in the queue: do not touch the model
                     emit(CompletionChunk(text="", finish_reason="cancelled", usage=Usage()))
                     return
+                if deadline is not None and time.monotonic() > deadline:
+                    raise BackendTimeout(
+                        f"the request's budget of {request.deadline_s:g} s ran out while it waited for the model",
+                        hint="the model is busy: retry later, or raise gateway.request_budget_s",
+                        backend=self.name,
+                        retryable=True,
+                    )
                 tokens, stop = make_tokens()
                 host.generate(
                     tokens,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    top_p=top_p,
+                    max_tokens=request.max_tokens,
+                    temperature=request.temperature,
+                    top_p=request.top_p,
                     stop=stop,
-                    seed=seed,
+                    seed=request.seed,
                     cancel=token,
                     emit=emit,
+                    rank=rank,
+                    deadline=deadline,
                 )
             except BaseException as exc:  # handed to the awaiting coroutine, re-raised there
                 emit(exc)
             finally:
                 emit(_DONE)
 
-        future = loop.run_in_executor(host.executor, work)
+        future = asyncio.wrap_future(host.worker.submit(work, rank))
         try:
             while True:
                 item = await queue.get()
@@ -392,19 +465,14 @@ class LlamaCppBackend(Backend):
             # The consumer stopped early (closed the stream, was cancelled): stop generating at the next token.
             if not future.done():
                 token.cancel()
-            with contextlib.suppress(BaseException):
+            # Wait for the worker to let go of the model. Its own errors already came through the queue; our own
+            # cancellation (the caller gave up while we waited) is not swallowed: it propagates.
+            with contextlib.suppress(Exception):
                 await asyncio.shield(future)
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[CompletionChunk]:
         stop = [*request.stop, *(s for s in self.template.stop if s not in request.stop)]
-        return self._run(
-            lambda: (self.prompt_tokens(request), stop),
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            seed=request.seed,
-            cancel=request.cancel,
-        )
+        return self._run(lambda: (self.prompt_tokens(request), stop), request)
 
     async def complete(self, request: CompletionRequest) -> Completion:
         return await collect(self.stream(request), self.name, Stopwatch(), self.prices)
@@ -416,14 +484,7 @@ class LlamaCppBackend(Backend):
             tokens, stop = self.host.chat_prompt(messages, self.template.family)
             return tokens, [*request.stop, *stop]
 
-        return self._run(
-            make_tokens,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            seed=request.seed,
-            cancel=request.cancel,
-        )
+        return self._run(make_tokens, request)
 
     async def chat(self, request: ChatRequest) -> Completion:
         return await collect(self.stream_chat(request), self.name, Stopwatch(), self.prices)

@@ -29,6 +29,7 @@ from forgepilot.backends.base import (
     Stopwatch,
     Usage,
     collect,
+    estimate_tokens,
 )
 from forgepilot.backends.fim import FimTemplate
 from forgepilot.backends.pricing import PriceTable, builtin_price_table
@@ -262,16 +263,20 @@ class OpenAICompatibleBackend(Backend):
     # -- completions ----------------------------------------------------------------------------------------
 
     def _completion_payload(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
+        # Servers tokenize a prompt string with its special tokens parsed: only the template's markers may be
+        # spelled as control tokens; every text (document, suffix, snippets) goes out defanged.
         stop = list(request.stop)
-        prompt = request.prompt
+        template = self.template
         payload: dict[str, Any] = {"model": self.model}
-        if request.raw or self.profile.fim_mode == "raw" or not self.template.supports_fim:
-            if not request.raw:
-                prompt = self.template.render(request.prompt, request.suffix)
-            stop += [s for s in self.template.stop if s not in stop]
-        elif request.suffix is not None:
-            payload["suffix"] = request.suffix
-        payload["prompt"] = prompt
+        segments = request.segments
+        if segments is None and request.suffix is not None and template.supports_fim:
+            if self.profile.fim_mode == "raw":
+                segments = template.segments(request.prompt, request.suffix)
+            else:
+                payload["suffix"] = template.defang(request.suffix)
+        payload["prompt"] = template.wire_text(segments) if segments is not None else template.defang(request.prompt)
+        if "suffix" not in payload:  # the server applies no template of its own: our format's stops apply
+            stop += [s for s in template.stop if s not in stop]
         return self._with_options(payload, request, stop, stream=stream)
 
     def _with_options(
@@ -313,7 +318,12 @@ class OpenAICompatibleBackend(Backend):
         return self._result(body, watch, lambda choice: choice.get("text"), "completion")
 
     async def _stream_events(
-        self, path: str, payload: dict[str, Any], cancel_flag: Callable[[], bool], pick: Callable[[Any], str | None]
+        self,
+        path: str,
+        payload: dict[str, Any],
+        cancel_flag: Callable[[], bool],
+        pick: Callable[[Any], str | None],
+        prompt_chars: str,
     ) -> AsyncIterator[CompletionChunk]:
         finish: FinishReason | None = None
         usage: Usage | None = None
@@ -332,16 +342,19 @@ class OpenAICompatibleBackend(Backend):
         yield CompletionChunk(
             text="",
             finish_reason=finish or "stop",
-            # Without a usage event, one streamed chunk is one token on every server we support; say so.
-            usage=usage or Usage(completion_tokens=chunks, estimated=True),
+            # Without a usage event, one streamed chunk is one token on every server we support, and the prompt is
+            # estimated from its length (never 0: that would under-report cost); say both are estimates.
+            usage=usage or Usage(prompt_tokens=estimate_tokens(prompt_chars), completion_tokens=chunks, estimated=True),
         )
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[CompletionChunk]:
+        payload = self._completion_payload(request, stream=True)
         return self._stream_events(
             "/completions",
-            self._completion_payload(request, stream=True),
+            payload,
             lambda: request.cancel is not None and request.cancel.cancelled,
             lambda choice: choice.get("text"),
+            payload["prompt"] + payload.get("suffix", ""),
         )
 
     # -- chat -----------------------------------------------------------------------------------------------
@@ -349,7 +362,7 @@ class OpenAICompatibleBackend(Backend):
     def _chat_payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [{"role": m.role, "content": self.template.defang(m.content)} for m in request.messages],
         }
         return self._with_options(payload, request, list(request.stop), stream=stream)
 
@@ -364,6 +377,7 @@ class OpenAICompatibleBackend(Backend):
             self._chat_payload(request, stream=True),
             lambda: request.cancel is not None and request.cancel.cancelled,
             lambda choice: (choice.get("delta") or {}).get("content"),
+            "".join(f"{m.role}\n{m.content}\n" for m in request.messages),
         )
 
     async def collect_stream(self, request: CompletionRequest) -> Completion:

@@ -6,11 +6,13 @@ family, never the name, selects the FIM template.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import httpx
 
-from forgepilot.backends.base import Backend
+from forgepilot.backends.base import Backend, CompletionRequest
 from forgepilot.backends.embedded import EMBEDDED_MODELS, ModelStore, ProgressFn, sha256_file
 from forgepilot.backends.fake import FakeBackend
 from forgepilot.backends.fim import fim_template
@@ -106,11 +108,32 @@ def _configured_backend(
     )
 
 
+#: Fixed prompts whose greedy answers identify the weights behind a model server (the same URL and model name may
+#: serve other weights tomorrow): different weights answer at least one of them differently.
+FINGERPRINT_PROBES = (
+    "def fibonacci(n):\n",
+    "The capital of France is",
+    "// A function that returns the larger of two integers\nint max(int a, int b) {\n",
+)
+
+
+async def probe_fingerprint(backend: Backend) -> str:
+    """The sha256 of ``backend``'s greedy answers to ``FINGERPRINT_PROBES`` (16 tokens each, seed 0)."""
+    answers = []
+    for prompt in FINGERPRINT_PROBES:
+        done = await backend.complete(
+            CompletionRequest(prompt=prompt, max_tokens=16, temperature=0.0, seed=0, priority="batch")
+        )
+        answers.append(done.text)
+    return hashlib.sha256(json.dumps(answers).encode("utf-8")).hexdigest()
+
+
 def model_identity(name: str, settings: Settings) -> dict[str, str]:
     """What pins a model's behaviour, for evaluation caches and the registry: provider, family and the weights.
 
     Embedded models are named by their pinned sha256; a declared GGUF by the sha256 of its file (read once per
-    call: declared files are the user's own and may change under the same name); a server by its URL and model id.
+    call: declared files are the user's own and may change under the same name); a server by its URL and model id,
+    to which callers that may reuse its answers add ``probe_fingerprint``.
     """
     cfg = settings.models.get(name)
     provider, _, short = name.partition(":")

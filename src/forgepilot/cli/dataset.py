@@ -111,36 +111,35 @@ def distill(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("distilled"),
     seeds: Annotated[int, typer.Option(help="Seed snippets per repository.")] = 20,
     workers: Annotated[int | None, typer.Option(help="Sandbox workers.")] = None,
+    suites: Annotated[
+        list[Path] | None, typer.Option("--suite", help="Evaluation suites to decontaminate against (repeatable).")
+    ] = None,
 ) -> None:
     """OSS-Instruct distillation: teacher-written problems and solutions, kept only when their tests pass."""
     from forgepilot.backends.resolve import open_backend
     from forgepilot.datagen import card as card_mod
-    from forgepilot.datagen.distill import Distiller, seeds_from
+    from forgepilot.datagen.distill import Distiller, Seed, distil_dataset, seeds_from
     from forgepilot.datagen.formats import FORMATS, write_all
     from forgepilot.datagen.pipeline import BuildReport
-    from forgepilot.datagen.splits import assign_splits
-    from forgepilot.datagen.types import Instance, Rejections
+    from forgepilot.datagen.types import Rejections
     from forgepilot.prompts import builtin_registry
     from forgepilot.sandbox import Sandbox
 
     s = settings()
     backend = open_backend(teacher or s.assist.large or s.default_model, s)
-    distiller = Distiller(backend, builtin_registry(), Sandbox(workers=workers))
+    distiller = Distiller(backend, builtin_registry(), Sandbox(workers=workers, limits_only=s.sandbox.limits_only))
     rejected = Rejections()
-    kept: list[Instance] = []
+    chosen: list[Seed] = []
+    for root in paths:
+        if not root.is_dir():
+            raise UserError(f"{root} is not a directory", hint="pass repository folders")
+        chosen += seeds_from(root.resolve(), seeds)
     with stage_progress() as progress:
-        for root in paths:
-            if not root.is_dir():
-                raise UserError(f"{root} is not a directory", hint="pass repository folders")
-            chosen = seeds_from(root.resolve(), seeds)
-            stage = f"distill {root.name}"
 
-            def report_progress(done: int, total: int, stage: str = stage) -> None:
-                progress(stage, done, total)
+        def report_progress(done: int, total: int) -> None:
+            progress("distill", done, total)
 
-            kept += distiller.run(chosen, rejected, report_progress)
-    ds = s.dataset
-    kept, _ = assign_splits(kept, by=ds.split_by, test=ds.test_share, valid=ds.valid_share, seed=ds.seed)
+        kept = distil_dataset(distiller, chosen, s.dataset, rejected, suites=suites or (), progress=report_progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = write_all(kept, out_dir, formats=[f for f in FORMATS if f != "fim"], eos="")
     report = BuildReport(out_dir, len(kept), rejected, [], files, {}, card_mod.counts(kept))
@@ -148,7 +147,7 @@ def distill(
         {"repository": p.resolve().name, "root": str(p.resolve()), "licence": "", "teacher": backend.name}
         for p in paths
     ]
-    card_mod.write_card(out_dir, kept, report, settings=ds, lineage=lineage, family=backend.name)
+    card_mod.write_card(out_dir, kept, report, settings=s.dataset, lineage=lineage, family=backend.name)
     err.print(
         f"[green]distilled[/] {escape(str(out_dir))}: {len(kept)} kept; "
         + ", ".join(f"{k} {v}" for k, v in sorted(rejected.by_reason.items(), key=lambda kv: -kv[1]))

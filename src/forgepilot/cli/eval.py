@@ -113,7 +113,7 @@ def run_(
 
             index_paths(workspace, s, [str(r) for r in repo], embeddings=s.context.retrieved_vectors, quiet=False)
     store = _store()
-    sandbox = Sandbox(workers=workers) if chosen.kind == "functional" else None
+    sandbox = Sandbox(workers=workers, limits_only=s.sandbox.limits_only) if chosen.kind == "functional" else None
     rows: list[RunRow] = []
     with stage_progress() as bar:
         for config in configs:

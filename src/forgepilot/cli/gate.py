@@ -35,7 +35,7 @@ def run_(
 
     s = settings()
     loaded = load_spec(spec)
-    sandbox = Sandbox(workers=workers)
+    sandbox = Sandbox(workers=workers, limits_only=s.sandbox.limits_only)
     try:
         with stage_progress() as progress:
 
@@ -94,6 +94,25 @@ def show(
         out.print(f"  dossier ({kind}): {escape(path)}")
 
 
+@app.command()
+def pin(
+    alias: Annotated[str, typer.Argument(help="The deployment alias (champion, canary, ...).")],
+    spec: Annotated[Path, typer.Argument(help="The readiness spec every promotion to ALIAS must pass.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Pin SPEC (by the sha256 of the file) for ALIAS: `promote` then needs a PASS under exactly this spec."""
+    from forgepilot.gates import load_spec, pin_spec
+    from forgepilot.registry import open_registry
+
+    result = pin_spec(open_registry(settings().state_dir), alias, load_spec(spec))
+    if json_:
+        print_json(result)
+        return
+    err.print(
+        f"[green]{escape(alias)}[/] now needs a PASS under {escape(result['spec_path'])} ({result['spec_sha256'][:12]})"
+    )
+
+
 def promote(
     alias: Annotated[str, typer.Argument(help="The deployment alias to move (champion, canary, ...).")],
     candidate: Annotated[str, typer.Argument(help="A candidate id or model name judged by `gate run`.")],
@@ -102,7 +121,8 @@ def promote(
     ] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Point ALIAS at CANDIDATE, only when CANDIDATE's latest gate decision passed (exit 7 otherwise)."""
+    """Point ALIAS at CANDIDATE, only when its latest decision under the spec pinned for ALIAS passed (exit 7
+    otherwise; pin one with `forgepilot gate pin ALIAS SPEC`)."""
     from forgepilot.gates import promote as promote_alias
     from forgepilot.registry import open_registry
 

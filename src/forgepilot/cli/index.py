@@ -120,6 +120,16 @@ def _status(json_: bool) -> None:
             out.print(f"  ... and {len(problems) - 50} more (--json for all)")
 
 
+def nothing_indexed(report: IndexReport) -> str | None:
+    """Why a repository has no indexed file after a run, in words (None when it has some)."""
+    if report.parsed or report.unchanged:
+        return None
+    if report.files_seen == 0:
+        return "the folder holds no files (or git lists none: are they all ignored?)"
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items(), key=lambda kv: -kv[1]))
+    return f"all {report.files_seen} files were skipped ({reasons}); see `forgepilot index status --json`"
+
+
 def index_paths(ws: Workspace, s: Settings, paths: list[str], *, embeddings: bool, quiet: bool) -> list[IndexReport]:
     """Index each folder of ``paths`` into ``ws`` with progress bars, reporting each run unless ``quiet``."""
     scan_settings = ScanSettings(max_file_bytes=s.index.max_file_bytes, max_line_chars=s.index.max_line_chars)
@@ -149,6 +159,9 @@ def index_paths(ws: Workspace, s: Settings, paths: list[str], *, embeddings: boo
             )
             for path, error in report.errors:
                 err.print(f"  [yellow]failed[/] {escape(path)}: {escape(error)}")
+            why = nothing_indexed(report)
+            if why:
+                err.print(f"  [yellow]nothing indexed[/] in {escape(raw)}: {escape(why)}")
     return reports
 
 

@@ -8,11 +8,15 @@ used, which were dropped for the budget, and how long each source took.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 from forgepilot.backends.fim import FimTemplate
 from forgepilot.config import ContextSettings
@@ -27,6 +31,7 @@ from forgepilot.prompts import PromptRegistry, builtin_registry
 from forgepilot.syntax.languages import detect_language
 
 TokenCounter = Callable[[str], int]
+T = TypeVar("T")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RETRIEVAL_QUERY_LINES = 12
 _RETRIEVAL_QUERY_TERMS = 16  # the identifiers nearest the cursor
@@ -145,6 +150,17 @@ class ContextBuilder:
         )
         self.searcher = Searcher(workspace) if workspace else None
         self._counters: dict[int, CachedCounter] = {}
+        # One thread for the serving path's CPU work (context assembly, post-processing parses, query embeddings):
+        # off the event loop, and one at a time, so the caches above need no locks of their own.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="context")
+
+    async def offload(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` on the builder's thread and await it: the event loop keeps answering meanwhile."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
 
     def cached(self, count: TokenCounter) -> CachedCounter:
         """A remembering wrapper of ``count`` (one per serving model's counter)."""
@@ -194,20 +210,11 @@ class ContextBuilder:
             return same[: self.settings.similar_max_files]
         # No recent files from the client: the same-language files next to the document in the index.
         directory = located.path.rpartition("/")[0]
-        rows = self.workspace.store.conn.execute(
-            "SELECT path FROM files WHERE repo_id = ? AND status = 'indexed' AND language IS ? AND path LIKE ? "
-            "AND path NOT LIKE ? AND path != ? ORDER BY path LIMIT ?",
-            (
-                located.repository.id,
-                lang,
-                f"{directory}/%" if directory else "%",
-                f"{directory}/%/%" if directory else "%/%",
-                located.path,
-                self.settings.similar_max_files,
-            ),
-        ).fetchall()
+        paths = self.workspace.store.files_in_directory(
+            located.repository.id, directory, lang, exclude=located.path, limit=self.settings.similar_max_files
+        )
         nearby = []
-        for (path,) in rows:
+        for path in paths:
             lines = self.files.get(Path(located.repository.root) / path)
             if lines is not None:
                 nearby.append(OpenFile(path, "\n".join(lines)))
@@ -314,7 +321,7 @@ class ContextBuilder:
         return ContextResult(
             prompt=rendered.prompt,
             suffix=rendered.suffix,
-            raw=rendered.raw,
+            segments=rendered.segments,
             snippets=chosen,
             budget=budget,
             tokens={"prefix": prefix_tokens, "suffix": suffix_tokens, "snippets": used_tokens},

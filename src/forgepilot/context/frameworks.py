@@ -117,6 +117,29 @@ def test_path_for(path: str, language: str) -> str:
     return posixpath.join(directory, f"{stem}_test{ext}")
 
 
+def import_path_for(path: str, test_path: str, language: str) -> str:
+    """How the test at ``test_path`` names the code under test at ``path`` (both repository-relative): a dotted
+    module for Python and the JVM, a path relative to the test's folder for JavaScript and TypeScript."""
+    stem = posixpath.splitext(path)[0]
+    if language == "python":
+        parts = [p for p in stem.removeprefix("src/").split("/") if p]
+        if parts and parts[-1] == "__init__":
+            parts = parts[:-1]
+        return ".".join(parts) or stem
+    if language in ("java", "kotlin"):
+        for root in ("src/main/java/", "src/main/kotlin/", "src/"):
+            if stem.startswith(root):
+                stem = stem[len(root) :]
+                break
+        return stem.replace("/", ".")
+    if language in ("javascript", "typescript", "tsx"):
+        rel = posixpath.relpath(stem, posixpath.dirname(test_path) or ".")
+        return rel if rel.startswith(".") else f"./{rel}"
+    if language == "go":
+        return posixpath.basename(posixpath.dirname(path)) or "main"
+    return posixpath.relpath(path, posixpath.dirname(test_path) or ".")
+
+
 def detect_framework(language: str, path: str, root: Path | None) -> Framework:
     found: tuple[str, str] | None = None
     if root is not None and root.is_dir():
@@ -136,4 +159,10 @@ def detect_framework(language: str, path: str, root: Path | None) -> Framework:
         elif language == "rust" and (root / "Cargo.toml").is_file():
             found = ("cargo test (#[test])", "Cargo.toml")
     name, evidence = found or (DEFAULTS.get(language, "the language's standard test framework"), "default")
-    return Framework(name, evidence, test_path_for(path, language))
+    test_path = test_path_for(path, language)
+    if language in ("javascript", "typescript", "tsx") and root is not None:
+        # Projects that keep their tests in one folder (test/, tests/, __tests__/) get the new test there.
+        folder = next((d for d in ("test", "tests", "__tests__") if (root / d).is_dir()), None)
+        if folder is not None:
+            test_path = posixpath.join(folder, posixpath.basename(test_path))
+    return Framework(name, evidence, test_path)

@@ -32,15 +32,16 @@ def locate(store: Store, path: str, repository: str | None = None) -> Located | 
                 candidates.append((repo, path[len(root) :]))
         candidates.sort(key=lambda c: -len(c[0].root))  # the innermost repository wins
     else:
-        rel = posixpath.normpath(PurePosixPath(path).as_posix()).lstrip("./")
+        # normpath drops "./" and "a/.." parts; what still climbs out of the root names no file of a repository.
+        rel = posixpath.normpath(PurePosixPath(path).as_posix())
+        if rel == ".." or rel.startswith("../") or rel == ".":
+            return None
         candidates = [(repo, rel) for repo in repos]
     first: Located | None = None
     for repo, rel in candidates:
-        row = store.conn.execute(
-            "SELECT id FROM files WHERE repo_id = ? AND path = ? AND status = 'indexed'", (repo.id, rel)
-        ).fetchone()
-        if row is not None:
-            return Located(repo, rel, int(row[0]))
+        file_id = store.indexed_file_id(repo.id, rel)
+        if file_id is not None:
+            return Located(repo, rel, file_id)
         if first is None:
             first = Located(repo, rel, None)
     # An unindexed file of a single (or named) repository still gets that repository's context.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from forgepilot.backends.base import Segment, prompt_text
 from forgepilot.backends.fim import FimTemplate, RepoFile
 from forgepilot.context.types import Snippet
 from forgepilot.prompts import PromptRegistry, builtin_registry
@@ -22,7 +23,9 @@ COMPLETE_TEMPLATE = "complete"
 class Rendered:
     prompt: str
     suffix: str | None
-    raw: bool
+    #: The whole model-specific prompt (repository-level format), markers apart from text; None when the backend
+    #: applies its own FIM template to ``prompt`` and ``suffix``.
+    segments: tuple[Segment, ...] | None
     format: str
     template: dict[str, str]
 
@@ -53,10 +56,11 @@ def render_completion(
     if template.supports_repo_level and template.supports_fim:
         files = [RepoFile(s.path, s.text) for s in snippets]
         if fill is None and not files:
-            return Rendered(prefix, None, False, "plain", record)
-        prompt = template.render_repo(repo_name or "repository", files, path, prefix, fill)
-        return Rendered(prompt, None, True, "repo-level", record)
+            return Rendered(prefix, None, None, "plain", record)
+        segments = template.repo_segments(repo_name or "repository", files, path, prefix, fill)
+        return Rendered(prompt_text(segments), None, segments, "repo-level", record)
     if snippets and comment:
+        # The header is text (the template's words around the snippets): it reaches the model as plain text.
         header = prompts.render(COMPLETE_TEMPLATE, {"snippets": snippets, "comment": comment, "path": path}).user
-        return Rendered(header + prefix, fill, False, "comment-snippets", record)
-    return Rendered(prefix, fill, False, "plain", record)
+        return Rendered(header + prefix, fill, None, "comment-snippets", record)
+    return Rendered(prefix, fill, None, "plain", record)

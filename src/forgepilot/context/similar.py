@@ -42,11 +42,14 @@ class _Windows:
 class SimilarWindows:
     """Scores windows of open files against the code before the cursor, caching each file's token layout."""
 
-    def __init__(self, window: int = 60, cache_files: int = 256) -> None:
+    def __init__(self, window: int = 60, cache_files: int = 256, max_tokens: int = 500_000) -> None:
         self.window = window
         self._cache: OrderedDict[tuple[str, int, int], _Windows] = OrderedDict()
         self._cache_files = cache_files
+        #: Identifier -> id, shared by the cached layouts. Bounded: past ``max_tokens`` distinct identifiers the
+        #: ids and the layouts numbered with them are dropped together and rebuilt as files come back.
         self._ids: dict[str, int] = {}
+        self._max_tokens = max_tokens
         self._lock = threading.Lock()
 
     def _id(self, token: str) -> int:
@@ -54,6 +57,11 @@ class SimilarWindows:
         if found is None:
             found = self._ids[token] = len(self._ids)
         return found
+
+    @property
+    def interned(self) -> int:
+        """Distinct identifiers currently numbered (bounded by ``max_tokens``)."""
+        return len(self._ids)
 
     def _layout(self, text: str) -> _Windows:
         lines = text.splitlines()
@@ -90,6 +98,9 @@ class SimilarWindows:
             if found is not None:
                 self._cache.move_to_end(key)
                 return found
+            if len(self._ids) > self._max_tokens:
+                self._ids.clear()
+                self._cache.clear()
             layout = self._layout(file.text)
             self._cache[key] = layout
             while len(self._cache) > self._cache_files:

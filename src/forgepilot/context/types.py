@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from forgepilot.backends.base import Segment
 from forgepilot.errors import UserError
 from forgepilot.syntax.languages import LANGUAGES, Language, detect_language
 
@@ -121,8 +122,9 @@ class ContextResult:
     prompt: str
     #: The text after the cursor for the backend's FIM template; None when ``prompt`` is already complete.
     suffix: str | None
-    #: True when ``prompt`` is a fully rendered model-specific prompt (repository-level format) to send raw.
-    raw: bool
+    #: The fully rendered model-specific prompt (repository-level format) as segments, sent as they are; None
+    #: when the backend applies its FIM template to ``prompt`` and ``suffix``.
+    segments: tuple[Segment, ...] | None
     snippets: list[Snippet]
     budget: int
     tokens: dict[str, int] = field(default_factory=dict)
@@ -139,6 +141,10 @@ class ContextResult:
     #: a prompt without the indentation hides the block the line belongs to. The model writes it back; the answer
     #: loses it (serving), or the training target starts with it (datagen's FIM format).
     indent: str = ""
+
+    @property
+    def raw(self) -> bool:
+        return self.segments is not None
 
 
 def held_back_whitespace(prefix: str) -> str:

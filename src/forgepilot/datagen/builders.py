@@ -66,7 +66,7 @@ class RenderKit:
         ctx = self.builder.build(
             doc, template=self.template, count=self.count, max_context=self.max_context, max_tokens=max_tokens
         )
-        fim_prompt = ctx.prompt if ctx.raw else self.template.render(ctx.prompt, ctx.suffix)
+        fim_prompt = ctx.prompt if ctx.segments is not None else self.template.render(ctx.prompt, ctx.suffix)
         kept_prefix, _ = take_tail(prefix, ctx.tokens.get("prefix", 0), self.count)
         kept_suffix, _ = (
             take_head(suffix, ctx.tokens.get("suffix", 0), self.count) if self.template.supports_fim else ("", 0)

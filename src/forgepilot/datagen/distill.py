@@ -9,15 +9,19 @@ Python is executed; other languages are recorded as ``distill:not_executable`` a
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from forgepilot.backends.base import Backend, ChatMessage, ChatRequest
+from forgepilot.config import DatasetSettings
 from forgepilot.datagen.builders import stable_rank
+from forgepilot.datagen.hygiene import clean
 from forgepilot.datagen.source import SourceFile
 from forgepilot.datagen.types import Instance, Rejections
+from forgepilot.errors import ForgePilotError
 from forgepilot.index.scan import Candidate, scan
 from forgepilot.prompts import PromptRegistry
 from forgepilot.sandbox import Limits, Sandbox, python_program
@@ -37,6 +41,7 @@ for _name, _fn in list(globals().items()):
 """
 _FENCE = re.compile(r"```[\w+#.-]*\n(.*?)```", re.S)
 SEED_MIN_LINES, SEED_MAX_LINES = 1, 15
+_log = logging.getLogger("forgepilot.distill")
 
 
 @dataclass(frozen=True)
@@ -107,50 +112,80 @@ class Distiller:
         if rendered.system:
             messages.insert(0, ChatMessage("system", rendered.system))
         done = await self.teacher.chat(
-            ChatRequest(tuple(messages), max_tokens=self.max_tokens, temperature=self.temperature)
+            ChatRequest(tuple(messages), max_tokens=self.max_tokens, temperature=self.temperature, priority="batch")
         )
         return done.text, rendered.record()
 
-    def run(
+    async def run(
         self, seeds: Sequence[Seed], rejected: Rejections, progress: Callable[[int, int], None] | None = None
-    ) -> Iterator[Instance]:
+    ) -> list[Instance]:
+        """The instances whose solutions pass their tests, in seed order (one event loop for the whole run: an
+        HTTP teacher's connection pool lives as long as the loop that opened it)."""
+        kept: list[Instance] = []
         for i, seed in enumerate(seeds):
             if progress:
                 progress(i, len(seeds))
             try:
-                answer, template = asyncio.run(self._ask(seed))
-            except Exception as exc:  # a teacher failure on one seed is counted; the run goes on
+                answer, template = await self._ask(seed)
+            except ForgePilotError as exc:  # a teacher failure on one seed is counted; the run goes on
+                _log.warning("teacher failed on %s:%s: %s", seed.path, seed.start_line, exc.one_line())
                 rejected.add(f"distill:teacher_error:{type(exc).__name__}", "distilled")
                 continue
-            parsed = parse_answer(answer)
-            if parsed is None:
-                rejected.add("distill:unparsable", "distilled")
-                continue
-            problem, solution, tests = parsed
-            if seed.language != "python":
-                rejected.add("distill:not_executable", "distilled")
-                continue
-            outcome = self.sandbox.run(
-                python_program(
-                    f"{solution}\n\n\n{tests}\n{_RUN_TESTS}", key=f"{seed.path}:{seed.start_line}", limits=self.limits
-                )
-            )
-            if not outcome.passed:
-                rejected.add(f"distill:{outcome.status}", "distilled")
-                continue
-            yield Instance(
-                kind="distilled",
-                language=seed.language,
-                repository=seed.repository,
-                path=seed.path,
-                start_line=seed.start_line,
-                end_line=seed.start_line + seed.text.count("\n"),
-                system="",
-                prompt=problem,
-                completion=f"```{seed.language}\n{solution}\n```",
-                template=template,
-                unit=solution,
-                meta={"tests": tests, "teacher": self.teacher.name, "sandbox_s": round(outcome.wall_s, 3)},
-            ).finish()
+            instance = await self._check(seed, answer, template, rejected)
+            if instance is not None:
+                kept.append(instance)
         if progress:
             progress(len(seeds), len(seeds))
+        return kept
+
+    async def _check(self, seed: Seed, answer: str, template: dict[str, str], rejected: Rejections) -> Instance | None:
+        parsed = parse_answer(answer)
+        if parsed is None:
+            rejected.add("distill:unparsable", "distilled")
+            return None
+        problem, solution, tests = parsed
+        if seed.language != "python":
+            rejected.add("distill:not_executable", "distilled")
+            return None
+        program = python_program(
+            f"{solution}\n\n\n{tests}\n{_RUN_TESTS}", key=f"{seed.path}:{seed.start_line}", limits=self.limits
+        )
+        outcome = await asyncio.to_thread(self.sandbox.run, program)
+        if not outcome.passed:
+            rejected.add(f"distill:{outcome.status}", "distilled")
+            return None
+        return Instance(
+            kind="distilled",
+            language=seed.language,
+            repository=seed.repository,
+            path=seed.path,
+            start_line=seed.start_line,
+            end_line=seed.start_line + seed.text.count("\n"),
+            system="",
+            prompt=problem,
+            completion=f"```{seed.language}\n{solution}\n```",
+            template=template,
+            unit=solution,
+            meta={"tests": tests, "teacher": self.teacher.name, "sandbox_s": round(outcome.wall_s, 3)},
+        ).finish()
+
+
+def distil_dataset(
+    distiller: Distiller,
+    seeds: Sequence[Seed],
+    ds: DatasetSettings,
+    rejected: Rejections,
+    *,
+    suites: Sequence[Path] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Instance]:
+    """Distil ``seeds`` and put what passed through the same hygiene as a built dataset (secrets, dedup,
+    decontamination, splits): a teacher's text is no cleaner than a repository's."""
+
+    async def main() -> list[Instance]:
+        try:
+            return await distiller.run(seeds, rejected, progress)
+        finally:
+            await distiller.teacher.aclose()
+
+    return clean(asyncio.run(main()), ds, rejected, suites=suites)

@@ -18,7 +18,7 @@ import re
 import textwrap
 from collections.abc import Callable, Iterator
 
-from forgepilot.context.frameworks import detect_framework
+from forgepilot.context.frameworks import detect_framework, import_path_for
 from forgepilot.datagen.builders import RenderKit, stable_rank
 from forgepilot.datagen.source import SourceFile
 from forgepilot.datagen.types import Instance, Rejections
@@ -172,14 +172,14 @@ def test_pairs(
             rejected.add(reason, "tests")
             continue
         framework = detect_framework(lang, focal_file.path, focal_file.root)
-        stem = posixpath.splitext(focal_file.path)[0]
-        module = ".".join(p for p in stem.removeprefix("src/").split("/") if p) or stem
+        # As serving does, but the test's real place is known here: the import is named from where it lives.
+        module = import_path_for(focal_file.path, test.path, lang)
         code = focal_file.block_text(focal_sym)
         inst = kit.chat(
             focal_file,
             "tests",
             "tests",
-            {"code": code, "framework": framework.name, "module": module, "example": ""},
+            {"code": code, "framework": framework.name, "module": module, "test_path": test.path, "example": ""},
             f"```{lang}\n{text.strip(chr(10))}\n```",
         )
         inst.start_line, inst.end_line = focal_sym.start_line, focal_sym.end_line

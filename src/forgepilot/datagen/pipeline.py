@@ -12,11 +12,9 @@ and the build goes on.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import time
 import tracemalloc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,14 +22,12 @@ from typing import Any
 from forgepilot.config import Settings
 from forgepilot.context import ContextBuilder
 from forgepilot.datagen import builders, card, history
-from forgepilot.datagen.decontam import Decontaminator, humaneval_texts, suite_texts
-from forgepilot.datagen.dedup import deduplicate
 from forgepilot.datagen.formats import FORMATS, write_all
+from forgepilot.datagen.hygiene import StageTimer, clean
 from forgepilot.datagen.licences import detect as detect_licence
 from forgepilot.datagen.pairs import is_test_file, test_pairs
 from forgepilot.datagen.secrets import Redactor
 from forgepilot.datagen.source import SourceFile
-from forgepilot.datagen.splits import assign_splits
 from forgepilot.datagen.types import KINDS, Instance, Rejections
 from forgepilot.errors import UserError
 from forgepilot.index.indexer import Indexer, Workspace
@@ -67,19 +63,6 @@ class BuildReport:
     card: dict[str, Any] = field(default_factory=dict)
 
 
-class _Timer:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        t = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
-
-
 class DatasetBuilder:
     def __init__(
         self,
@@ -101,7 +84,7 @@ class DatasetBuilder:
     def _scan_settings(self) -> ScanSettings:
         return ScanSettings(max_file_bytes=self.ds.max_file_bytes, max_line_chars=self.settings.index.max_line_chars)
 
-    def _index(self, root: Path, timer: _Timer) -> None:
+    def _index(self, root: Path, timer: StageTimer) -> None:
         with timer.stage("index"):
             Indexer(
                 self.workspace,
@@ -121,7 +104,7 @@ class DatasetBuilder:
         for root in roots:
             if not root.is_dir():
                 raise UserError(f"{root} is not a directory", hint="pass repository folders")
-        timer = _Timer()
+        timer = StageTimer()
         if options.measure_memory:
             tracemalloc.start()
         out = options.out
@@ -275,7 +258,7 @@ class DatasetBuilder:
         redactor: Redactor,
         kinds: set[str],
         rejected: Rejections,
-        timer: _Timer,
+        timer: StageTimer,
     ) -> list[Instance]:
         if cand.language.grammar is None:
             return []
@@ -322,59 +305,14 @@ class DatasetBuilder:
 
     # -- over the whole set ----------------------------------------------------------------------------------
     def _finish(
-        self, instances: list[Instance], options: BuildOptions, rejected: Rejections, redactor: Redactor, timer: _Timer
+        self,
+        instances: list[Instance],
+        options: BuildOptions,
+        rejected: Rejections,
+        redactor: Redactor,
+        timer: StageTimer,
     ) -> list[Instance]:
-        ds = self.ds
-        with timer.stage("gates"):
-            kept = []
-            for inst in instances:
-                if inst.tokens > ds.max_instance_tokens:
-                    rejected.add("gate:tokens", inst.kind)
-                else:
-                    kept.append(inst)
-            instances = kept
-        if ds.redact_secrets:
-            with timer.stage("redact"):
-                # Context snippets, test files and diffs came from other files and from history: scrub the final
-                # texts with every secret found, and detect again (a diff holds removed lines no file has now).
-                for inst in instances:
-                    for name in ("system", "prompt", "completion", "fim_prompt", "prefix", "suffix"):
-                        value = getattr(inst, name)
-                        if value:
-                            setattr(inst, name, redactor.redact(value).text)
-                    for snip in inst.context:
-                        snip["text"] = redactor.scrub(snip["text"])
-        with timer.stage("dedup"):
-            instances, removed = deduplicate(
-                instances, threshold=ds.dedup_threshold, permutations=ds.dedup_permutations, shingle=ds.dedup_shingle
-            )
-            for key, n in removed.items():
-                kind, _, reason = key.partition(":")
-                rejected.add(reason, kind, n)
-        with timer.stage("decontaminate"):
-            sets: list[tuple[str, Decontaminator]] = []
-            if ds.decontaminate_humaneval:
-                sets.append(
-                    ("humaneval", Decontaminator(humaneval_texts(), n=ds.decontam_ngram, overlap=ds.decontam_overlap))
-                )
-            if options.suites:
-                texts = suite_texts(options.suites)
-                sets.append(("suite", Decontaminator(texts, n=ds.decontam_ngram, overlap=ds.decontam_overlap)))
-            clean = []
-            for inst in instances:
-                hit = next((name for name, d in sets if d.contaminated(inst)), None)
-                if hit:
-                    rejected.add(f"decontam:{hit}", inst.kind)
-                else:
-                    clean.append(inst)
-            instances = clean
-        with timer.stage("split"):
-            instances, mixed = assign_splits(
-                instances, by=ds.split_by, test=ds.test_share, valid=ds.valid_share, seed=ds.seed
-            )
-            if mixed:
-                rejected.add("split:mixed_files", "commit", mixed)
-        return instances
+        return clean(instances, self.ds, rejected, redactor=redactor, suites=options.suites, timer=timer)
 
 
 def _read_journal(path: Path) -> dict[tuple[str, str], dict[str, Any]]:

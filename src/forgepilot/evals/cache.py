@@ -44,8 +44,9 @@ calls: contextvars.ContextVar[list[CallRecord] | None] = contextvars.ContextVar(
 
 
 def _request_fields(request: CompletionRequest | ChatRequest) -> dict[str, Any]:
-    # Not ``asdict``: it would deep-copy the cancel token (a lock), which is no part of what the model sees.
-    data = {f.name: getattr(request, f.name) for f in fields(request) if f.name != "cancel"}
+    # Not ``asdict``: it would deep-copy the cancel token (a lock). Neither it nor the queue priority is any part of
+    # what the model sees or answers.
+    data = {f.name: getattr(request, f.name) for f in fields(request) if f.name not in ("cancel", "priority")}
     if isinstance(request, ChatRequest):
         data["messages"] = [[m.role, m.content] for m in request.messages]
     return data
@@ -54,11 +55,13 @@ def _request_fields(request: CompletionRequest | ChatRequest) -> dict[str, Any]:
 class CachingBackend(Backend):
     """``inner`` with its ``complete`` and ``chat`` answered from the store when the same request was made."""
 
-    def __init__(self, inner: Backend, store: EvalStore, identity: str) -> None:
+    def __init__(self, inner: Backend, store: EvalStore, identity: str, *, replay: bool = True) -> None:
         super().__init__(inner.name)
         self.inner = inner
         self.store = store
         self.identity = identity
+        #: False: every call goes to the model (and is stored): latencies are then all measured now.
+        self.replay = replay
         # The serving path reads these to render and budget prompts exactly as for the real backend.
         self.supports_fim = inner.supports_fim
         self.can_stream = inner.can_stream
@@ -87,7 +90,7 @@ class CachingBackend(Backend):
         """The serving path streams block completions and stops the model itself when the block ends: such a
         stopped stream is stored as it ended (same request, same stop, same text) and replayed as one chunk."""
         key = self.key("complete", request)
-        hit = self.store.generation(key)
+        hit = self.store.generation(key) if self.replay else None
         if hit is not None:
             self.hits += 1
             usage = Usage(**hit.usage)
@@ -132,7 +135,7 @@ class CachingBackend(Backend):
 
     async def _cached(self, kind: str, request: Any, call: Callable[[Any], Awaitable[Completion]]) -> Completion:
         key = self.key(kind, request)
-        hit = self.store.generation(key)
+        hit = self.store.generation(key) if self.replay else None
         if hit is not None:
             self.hits += 1
             usage = Usage(**hit.usage)

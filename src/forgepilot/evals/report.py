@@ -132,6 +132,12 @@ def latency_sections(latency: dict[str, Any], values: Sequence[float]) -> list[S
     return [Section("Latency (ms) and cost", text, ("requests", "n", *cols), rows, charts)]
 
 
+def _sandbox(mode: Any) -> str:
+    if mode == "limits-only":
+        return "LIMITS ONLY: no namespaces (the network was not cut and the file system was not sealed)"
+    return "n/a" if mode is None else str(mode)
+
+
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
@@ -150,6 +156,7 @@ def run_sections(run: RunRow, results: Sequence[dict[str, Any]]) -> list[Section
                 ["templates", json.dumps(cfg.get("templates"), sort_keys=True)],
                 ["context sources", _sources(cfg.get("sources"))],
                 ["generation", json.dumps(cfg.get("params"), sort_keys=True)],
+                ["sandbox", _sandbox(cfg.get("sandbox"))],
                 ["status", run.status],
                 ["identity", run.identity],
             ],

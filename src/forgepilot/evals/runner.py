@@ -23,7 +23,7 @@ from forgepilot import __version__
 from forgepilot.assist import Assistant, CompletionInput, TaskInput
 from forgepilot.assist.postprocess import Mode
 from forgepilot.backends.base import Backend
-from forgepilot.backends.resolve import model_identity
+from forgepilot.backends.resolve import model_identity, probe_fingerprint
 from forgepilot.config import Settings
 from forgepilot.context import Document
 from forgepilot.context.render import COMPLETE_TEMPLATE
@@ -67,6 +67,9 @@ class RunConfig:
     variant: str | None = None
     label: str | None = None
     limits: Limits = DEFAULT_LIMITS
+    #: Call the model for every sample (the generation cache is written, never read), so every latency of the
+    #: run was measured now, on this machine: what release gates judge latency on.
+    measure_latency: bool = False
 
 
 class EvalRunner:
@@ -95,7 +98,7 @@ class EvalRunner:
     @property
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            self._sandbox = Sandbox()
+            self._sandbox = Sandbox(limits_only=self.settings.sandbox.limits_only)
         return self._sandbox
 
     def backend(self, name: str) -> Backend:
@@ -124,12 +127,20 @@ class EvalRunner:
         ctx = self.settings.context.model_copy(update={s: s in config.sources for s in SNIPPET_SOURCES})
         return self.settings.model_copy(update={"context": ctx})
 
-    def describe(self, suite: Suite, config: RunConfig) -> dict[str, Any]:
+    async def model_identity(self, name: str) -> dict[str, str]:
+        """What pins ``name``'s behaviour: weights by sha256, or for a model server the fingerprint of its answers
+        to fixed probes (the same URL and name may serve other weights tomorrow)."""
+        if name in self.preset:
+            return {"name": name, "source": "preset"}
+        identity = model_identity(name, self.settings)
+        if "sha256" not in identity:
+            identity["fingerprint"] = await probe_fingerprint(self.backend(name))
+        return identity
+
+    async def describe(self, suite: Suite, config: RunConfig) -> dict[str, Any]:
         """Everything that determines a run's results (recorded with the run; its hash is the run's identity)."""
         settings = self.settings_for(config)
-        identity = model_identity(config.model, self.settings)
-        if config.model in self.preset:
-            identity = {"name": config.model, "source": "preset"}
+        identity = await self.model_identity(config.model)
         templates: dict[str, str] = {}
         if suite.kind == "prompt":
             variant, path = self._variant(suite, config)
@@ -149,7 +160,10 @@ class EvalRunner:
             "params": asdict(config.params),
             "ks": list(config.ks),
             "variant": config.variant,
+            "measure_latency": config.measure_latency,
             "limits": asdict(config.limits) if suite.kind == "functional" else None,
+            # How the samples were executed: a limits-only run is not comparable with a jailed one, and says so.
+            "sandbox": self.sandbox.mode if suite.kind == "functional" else None,
             "assist": self.settings.assist.model_dump(mode="json"),
             "suite": suite.record(),
             "forgepilot": __version__,
@@ -173,7 +187,7 @@ class EvalRunner:
                 raise UserError(f"pass@{k} needs at least {k} samples per case", hint=f"use --n {k} or more")
         if config.params.n > 1 and config.params.temperature == 0.0:
             raise UserError("n samples at temperature 0 are n copies of one answer", hint="set --temperature > 0")
-        description = self.describe(suite, config)
+        description = await self.describe(suite, config)
         identity = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:24]
         run: RunRow | None = None
         if resume is not None:
@@ -210,7 +224,7 @@ class EvalRunner:
         total = len(suite.cases)
         finished = total - len(todo)
         self.progress(finished, total)
-        cached = CachingBackend(self.backend(config.model), self.store, identity)
+        cached = CachingBackend(self.backend(config.model), self.store, identity, replay=not config.measure_latency)
         assistant = Assistant(self.settings_for(config), workspace=self.workspace, preset={config.model: cached})
         judge = _Judge(self, suite, config, assistant)
         semaphore = asyncio.Semaphore(self.concurrency)
@@ -235,6 +249,7 @@ class EvalRunner:
         finally:
             # Not assistant.aclose(): the workspace is the caller's, shared by the runs that follow.
             await assistant.models.aclose()
+            assistant.builder.close()
 
 
 class _Judge:
@@ -283,6 +298,7 @@ class _Judge:
                 seed=p["seed"],
                 context=bool(self.config.sources),
                 use_cache=False,
+                priority="batch",  # evaluation waits behind editors on a shared model
             )
         )
         call = noted[-1] if noted else None
@@ -358,7 +374,7 @@ class _Judge:
                 self.template_name,
                 rendered,
                 self.config.model,
-                TaskInput(max_tokens=p["max_tokens"], temperature=p["temperature"], seed=p["seed"]),
+                TaskInput(max_tokens=p["max_tokens"], temperature=p["temperature"], seed=p["seed"], priority="batch"),
             )
             call = noted[-1] if noted else None
             answer = read_answer(result.text, spec)

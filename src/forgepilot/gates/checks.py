@@ -80,7 +80,20 @@ async def metric(ctx: GateContext, check: MetricCheck, name: str) -> CheckResult
 async def latency(ctx: GateContext, check: LatencyCheck, name: str) -> CheckResult:
     run = await ctx.run(check.suite)
     results = ctx.store.results(run.id)
-    values = [float(s["latency_s"]) * 1000 for r in results for s in r.get("samples", [])]
+    samples = [s for r in results for s in r.get("samples", [])]
+    # Only latencies measured in this run count: a generation replayed from the cache carries the time it took
+    # when (and where) it was first made.
+    replayed = sum(1 for s in samples if s.get("cached") or s.get("latency_s") is None)
+    if replayed:
+        return CheckResult(
+            name,
+            check.type,
+            "FAIL",
+            [f"latency not measured: {replayed} of {len(samples)} requests were not timed in this run"],
+            {"requests": len(samples), "not_measured": replayed},
+            [run.id],
+        )
+    values = [float(s["latency_s"]) * 1000 for s in samples]
     if not values:
         return CheckResult(name, check.type, "FAIL", ["no request reached the model"], runs=[run.id])
     mean = sum(values) / len(values)
@@ -203,7 +216,8 @@ async def stability(ctx: GateContext, check: StabilityCheck, name: str) -> Check
             "FAIL",
             [f"suite {check.suite} is not functional (no tests to prove an edit kept the meaning)"],
         )
-    sandbox = ctx.sandbox or Sandbox()  # run_gate always gives one; a bare context makes its own
+    # run_gate always gives one; a bare context makes its own
+    sandbox = ctx.sandbox or Sandbox(limits_only=ctx.settings.sandbox.limits_only)
     base = await ctx.run(check.suite)
     base_by_case = {r["case_id"]: r for r in ctx.store.results(base.id)}
     rows: dict[str, dict[str, Any]] = {}

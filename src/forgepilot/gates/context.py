@@ -58,12 +58,13 @@ class Target:
     temperature: float = 0.0
     max_tokens: int | None = None
 
-    def config(self, label: str | None = None) -> RunConfig:
+    def config(self, label: str | None = None, *, measure_latency: bool = False) -> RunConfig:
         return RunConfig(
             self.model,
             GenerationParams(n=1, temperature=self.temperature, max_tokens=self.max_tokens),
             self.sources,
             label=label,
+            measure_latency=measure_latency,
         )
 
     def record(self) -> dict[str, Any]:
@@ -130,6 +131,9 @@ class GateContext:
         #: Every text the candidate produced in this gate run (leakage of planted secrets is searched in all).
         self.outputs: list[str] = []
         self._indexed: set[str] = set()
+        #: Suites a latency check reads: the candidate's runs of them call the model for every sample, so the
+        #: latencies judged were measured in this gate run, on this machine (never replayed from the cache).
+        self.measured_suites = {c.suite for c in self.spec.checks if c.type == "latency"}
 
     # -- suites and runs -----------------------------------------------------------------------------------
     def suite(self, key: str) -> Suite:
@@ -171,8 +175,10 @@ class GateContext:
         memo = (f"{key}:{chosen.sha256}", target)
         if memo not in self._runs:
             runner = self.runner()
+            measure = target == self.candidate and suite is None and key in self.measured_suites
+            config = target.config(label=f"gate {self.spec.name}: {chosen.name}", measure_latency=measure)
             try:
-                row = await runner.run(chosen, target.config(label=f"gate {self.spec.name}: {chosen.name}"))
+                row = await runner.run(chosen, config)
             finally:
                 await runner.aclose()
             self._runs[memo] = row

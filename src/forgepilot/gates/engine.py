@@ -8,14 +8,12 @@ candidate whose latest decision passed.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from forgepilot.backends.base import Backend
-from forgepilot.backends.resolve import model_identity
 from forgepilot.config import Settings
 from forgepilot.errors import ForgePilotError, GateFailed, UserError
 from forgepilot.evals.store import EvalStore
@@ -75,7 +73,7 @@ async def run_gate(
     spec = loaded.spec
     target = resolve_candidate(spec.candidate, settings, registry)
     own_sandbox = sandbox is None
-    sandbox = sandbox or Sandbox()
+    sandbox = sandbox or Sandbox(limits_only=settings.sandbox.limits_only)
     ctx = GateContext(
         loaded, settings, store, registry, target, sandbox=sandbox, preset=preset, concurrency=concurrency
     )
@@ -96,12 +94,11 @@ async def _decide(
     progress: Any,
 ) -> Decision:
     spec = loaded.spec
-    preset = ctx.preset
-    identity = (
-        {"name": target.model, "source": "preset"}
-        if preset and target.model in preset
-        else model_identity(target.model, settings)
-    )
+    runner = ctx.runner()
+    try:
+        identity = await runner.model_identity(target.model)
+    finally:
+        await runner.aclose()
     templates = _templates()
     cand_id = candidate_id(target, identity, templates)
     results: list[CheckResult] = []
@@ -210,39 +207,40 @@ def record_decision(
     return entity
 
 
-def latest_decision(registry: Registry, candidate: str) -> dict[str, Any] | None:
-    """The newest decision that judged ``candidate`` (a candidate id, or the model name of one)."""
+def latest_decision(registry: Registry, candidate: str, spec_sha256: str | None = None) -> dict[str, Any] | None:
+    """The newest decision that judged ``candidate`` (a candidate id, or the model name of one), under the spec
+    ``spec_sha256`` when given."""
     found = registry.find("candidate", candidate)
-    ids = [found.id] if found is not None else []
-    if not ids:
-        rows = registry.conn.execute(
-            "SELECT id FROM entities WHERE type = 'candidate' AND name = ? ORDER BY created_at DESC", (candidate,)
-        ).fetchall()
-        ids = [r[0] for r in rows]
-    if not ids:
-        return None
-    marks = ",".join("?" * len(ids))
-    row = registry.conn.execute(
-        f"SELECT e.id, e.data, e.created_at FROM edges g JOIN entities e ON e.type = 'decision' AND e.id = g.src_id "
-        f"WHERE g.relation = 'judged' AND g.dst_type = 'candidate' AND g.dst_id IN ({marks}) "
-        "ORDER BY e.created_at DESC LIMIT 1",
-        ids,
-    ).fetchone()
-    if row is None:
-        return None
-    data: dict[str, Any] = json.loads(row[1])
-    return {"id": row[0], **data}
+    ids = [found.id] if found is not None else registry.candidates_named(candidate)
+    entity = registry.latest_decision(ids, spec_sha256)
+    return None if entity is None else {"id": entity.id, **entity.data}
+
+
+def pin_spec(registry: Registry, alias: str, loaded: LoadedSpec) -> dict[str, Any]:
+    """Pin ``loaded`` (by the sha256 of its file) as the spec every promotion to ``alias`` must pass."""
+    if not alias.strip():
+        raise UserError("an alias needs a name", hint="e.g. forgepilot gate pin champion examples/gate.yaml")
+    pinned = registry.pin_spec(alias, loaded.sha256, str(loaded.path))
+    return {"alias": pinned.alias, "spec_sha256": pinned.sha256, "spec_path": pinned.path}
 
 
 def promote(registry: Registry, alias: str, candidate: str, *, accept_warnings: bool = False) -> dict[str, Any]:
-    """Point ``alias`` at ``candidate`` when its latest gate decision passed; otherwise raise ``GateFailed``."""
+    """Point ``alias`` at ``candidate`` when its latest decision under the spec pinned for ``alias`` passed;
+    otherwise raise ``GateFailed`` (a decision under another spec, or an edited one, does not count)."""
     if not alias.strip():
         raise UserError("an alias needs a name", hint="e.g. forgepilot promote champion CANDIDATE")
-    decision = latest_decision(registry, candidate)
+    pinned = registry.pinned_spec(alias)
+    if pinned is None:
+        raise GateFailed(
+            f"no gate spec is pinned for {alias!r}: promotion refused",
+            hint=f"pin the spec {alias} must pass: `forgepilot gate pin {alias} SPEC`",
+        )
+    decision = latest_decision(registry, candidate, pinned.sha256)
     if decision is None:
         raise GateFailed(
-            f"{candidate!r} has no gate decision: promotion refused",
-            hint="run `forgepilot gate run SPEC` on it first",
+            f"{candidate!r} has no gate decision under the spec pinned for {alias!r} "
+            f"({pinned.path}, sha256 {pinned.sha256[:12]}): promotion refused",
+            hint=f"run `forgepilot gate run {pinned.path}` on it (unedited) first",
         )
     allowed = ("PASS", "WARN") if accept_warnings else ("PASS",)
     if decision["decision"] not in allowed:

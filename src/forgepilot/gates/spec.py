@@ -161,7 +161,8 @@ class Spec(_Strict):
     description: str = ""
     candidate: Candidate = Field(default_factory=Candidate)
     suites: dict[str, SuiteRef]
-    checks: list[Check]
+    #: At least one: a spec that checks nothing would pass every candidate.
+    checks: list[Check] = Field(min_length=1)
 
 
 class LoadedSpec:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,6 +33,7 @@ from forgepilot.backends.base import (
     CompletionChunk,
     CompletionRequest,
     Usage,
+    check_max_tokens,
 )
 from forgepilot.context import Document, OpenFile
 from forgepilot.errors import ForgePilotError
@@ -48,7 +50,6 @@ from forgepilot.gateway.schemas import (
     SamplingBody,
 )
 from forgepilot.gateway.store import GatewayStore
-from forgepilot.prompts import UnknownTemplate
 
 T = TypeVar("T")
 _log = logging.getLogger("forgepilot.gateway")
@@ -168,7 +169,8 @@ def create_app(
     guard = Guard(store, required=auth_required, limiter=RateLimiter(gw.rate_limit_per_minute))
     served: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
-    app = FastAPI(title="ForgePilot gateway", version=__version__, docs_url="/docs", redoc_url=None)
+    # The docs routes are ours (below), so that with auth on they answer only a key unless made public.
+    app = FastAPI(title="ForgePilot gateway", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.assistant = assistant
     app.state.metrics = metrics
     app.state.store = store
@@ -340,17 +342,20 @@ def create_app(
         except ValueError:
             raise HTTPError(400, "prompt must be one string (batches are not supported)", param="prompt") from None
         backend = assistant.models.get(model_or_404(body.model))
+        max_tokens = check_max_tokens(backend, body.max_tokens or 16)
         cid, created = _new_id("cmpl"), int(time.time())
 
         def make(token: CancelToken) -> CompletionRequest:
             return CompletionRequest(
                 prompt=prompt,
                 suffix=body.suffix,
-                max_tokens=body.max_tokens or 16,
+                max_tokens=max_tokens,
                 temperature=body.temperature,
                 top_p=body.top_p,
                 stop=body.stops(),
                 seed=body.seed,
+                priority="interactive",
+                deadline_s=gw.request_budget_s,
                 cancel=token,
             )
 
@@ -394,16 +399,22 @@ def create_app(
         single_choice(body)
         backend = assistant.models.get(model_or_404(body.model))
         messages = tuple(ChatMessage("system" if m.role == "developer" else m.role, m.text()) for m in body.messages)
+        field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+        asked = body.max_completion_tokens or body.max_tokens
+        default = min(settings.assist.chat_max_tokens, backend.max_context)
+        max_tokens = check_max_tokens(backend, asked, field) if asked else default
         cid, created = _new_id("chatcmpl"), int(time.time())
 
         def make(token: CancelToken) -> ChatRequest:
             return ChatRequest(
                 messages,
-                max_tokens=body.max_completion_tokens or body.max_tokens or settings.assist.chat_max_tokens,
+                max_tokens=max_tokens,
                 temperature=body.temperature,
                 top_p=body.top_p,
                 stop=body.stops(),
                 seed=body.seed,
+                priority="chat",
+                deadline_s=gw.request_budget_s,
                 cancel=token,
             )
 
@@ -488,6 +499,8 @@ def create_app(
             temperature=body.temperature,
             context=body.context,
             use_cache=body.cache,
+            priority="interactive",
+            deadline_s=gw.request_budget_s,
         )
         result = await until_disconnect(request, lambda token: assistant.completions.complete(inp, token))
         request.state.model_s = result.timings.get("model", 0.0)
@@ -523,7 +536,7 @@ def create_app(
     async def run_task(request: Request, name: str, body: AssistTaskBody, action: bool) -> dict[str, Any]:
         if body.model:
             model_or_404(body.model)
-        inp = TaskInput(**body.model_dump())
+        inp = TaskInput(**body.model_dump(), priority="chat", deadline_s=gw.request_budget_s)
         if action:
             result = await until_disconnect(request, lambda token: assistant.tasks.action(name, inp, token))
         else:
@@ -570,10 +583,7 @@ def create_app(
         name: str, body: AssistTaskBody, request: Request, authorization: str | None = Header(default=None)
     ) -> dict[str, Any]:
         caller(request, authorization)
-        try:
-            return await run_task(request, name, body, action=True)
-        except UnknownTemplate as exc:
-            raise HTTPError(404, exc.one_line(), param="name", code="action_not_found") from exc
+        return await run_task(request, name, body, action=True)
 
     @app.post("/v1/assist/{task}")
     async def assist_task(
@@ -605,12 +615,21 @@ def create_app(
             metrics.events.labels(row["type"]).inc()
         return {"object": "list", "recorded": count}
 
+    def require_access(what: str, request: Request, authorization: str | None) -> None:
+        """An operational endpoint answers everyone without auth, else a valid key (401 without one, 429 over the
+        limit), unless the operator made it public (``[gateway] public``)."""
+        if auth_required and what not in gw.public:
+            caller(request, authorization)
+
     @app.get("/metrics")
-    async def prometheus() -> Response:
+    async def prometheus(request: Request, authorization: str | None = Header(default=None)) -> Response:
+        require_access("metrics", request, authorization)
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
+    async def healthz(request: Request, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        if auth_required and "health" not in gw.public and not guard.valid(authorization):
+            return {"status": "ok"}  # liveness for probes without a key; the details need one
         repos = assistant.workspace.store.repositories() if assistant.workspace else []
         return {
             "status": "ok",
@@ -620,5 +639,15 @@ def create_app(
             "repositories": [r.name for r in repos],
             "auth": auth_required,
         }
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        require_access("docs", request, authorization)
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request, authorization: str | None = Header(default=None)) -> Response:
+        require_access("docs", request, authorization)
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="ForgePilot gateway")
 
     return app

@@ -9,19 +9,21 @@ import json
 import logging
 from typing import Any
 
-from forgepilot.assist.tasks import MissingField
+from forgepilot.assist.tasks import MissingField, UnknownRepository
 from forgepilot.context import CursorOutOfRange
 from forgepilot.errors import (
     BackendError,
     BackendHTTPError,
     Cancelled,
     ForgePilotError,
+    MaxTokensTooLarge,
     ModelIntegrityError,
     ModelNotAvailable,
     NotSupported,
     UnknownModel,
     UserError,
 )
+from forgepilot.prompts import UnknownTemplate, UnsafeTemplate
 
 _log = logging.getLogger("forgepilot.gateway")
 
@@ -60,6 +62,14 @@ def from_forgepilot(exc: ForgePilotError, retry_after_s: int) -> HTTPError:
     message = exc.one_line()
     if isinstance(exc, UnknownModel):
         return HTTPError(404, message, param="model", code="model_not_found")
+    if isinstance(exc, UnknownRepository):
+        return HTTPError(404, message, param="repository", code="repository_not_found")
+    if isinstance(exc, UnknownTemplate):
+        return HTTPError(404, message, param="name", code="action_not_found")
+    if isinstance(exc, UnsafeTemplate):
+        return HTTPError(400, message, param="name", code="unsafe_template")
+    if isinstance(exc, MaxTokensTooLarge):
+        return HTTPError(400, message, param=exc.field, code="max_tokens_too_large")
     if isinstance(exc, CursorOutOfRange | MissingField):
         return HTTPError(422, message, param=exc.field, code="invalid_value")
     if isinstance(exc, Cancelled):

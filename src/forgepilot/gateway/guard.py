@@ -8,6 +8,8 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from forgepilot.gateway.errors import HTTPError
@@ -30,23 +32,46 @@ class _Bucket:
 
 
 class RateLimiter:
-    """A token bucket per caller: ``per_minute`` requests per minute, bursts up to the same number."""
+    """A token bucket per caller: ``per_minute`` requests per minute, bursts up to the same number.
 
-    def __init__(self, per_minute: int) -> None:
+    Buckets are kept in order of last use. A bucket untouched for a minute has refilled, so it is no different
+    from a new one and is dropped; past ``max_callers`` the least recently used go too. Memory stays bounded
+    however many client addresses or keys show up.
+    """
+
+    REFILL_S = 60.0
+
+    def __init__(
+        self, per_minute: int, *, max_callers: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.per_minute = per_minute
-        self._buckets: dict[str, _Bucket] = {}
+        self.max_callers = max_callers
+        self._clock = clock
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _evict(self, now: float) -> None:
+        while self._buckets:
+            oldest = next(iter(self._buckets.values()))
+            if now - oldest.stamp < self.REFILL_S and len(self._buckets) <= self.max_callers:
+                return
+            self._buckets.popitem(last=False)
 
     def check(self, caller: str, per_minute: int | None = None) -> None:
         limit = per_minute if per_minute is not None else self.per_minute
         if limit <= 0:
             return
-        now = time.monotonic()
+        now = self._clock()
         rate = limit / 60.0
         with self._lock:
+            self._evict(now)
             bucket = self._buckets.get(caller)
             if bucket is None:
                 bucket = self._buckets[caller] = _Bucket(float(limit), now)
+            self._buckets.move_to_end(caller)
             bucket.tokens = min(float(limit), bucket.tokens + (now - bucket.stamp) * rate)
             bucket.stamp = now
             if bucket.tokens >= 1.0:
@@ -67,6 +92,11 @@ class Guard:
         self.store = store
         self.required = required
         self.limiter = limiter
+
+    def valid(self, authorization: str | None) -> bool:
+        """True when ``authorization`` carries an active key (no rate limit is spent)."""
+        scheme, _, token = (authorization or "").partition(" ")
+        return scheme.lower() == "bearer" and bool(token.strip()) and self.store.verify(token.strip()) is not None
 
     def check(self, authorization: str | None, client: str) -> str | None:
         """The caller's key name (None without auth); raises 401 or 429."""

@@ -1,6 +1,7 @@
 """Find the files of a repository worth indexing, and say why each other one was skipped.
 
-In a git work tree the file list is ``git ls-files`` (tracked plus untracked-but-not-ignored); elsewhere a walk
+In a git work tree the file list is ``git ls-files`` (tracked plus untracked-but-not-ignored); in a folder the
+enclosing work tree ignores, and elsewhere, a walk
 that honours ``.gitignore`` files (via pathspec) and never follows directory symlinks, so symlink loops cannot
 trap it. Content checks (binary, minified, generated) run on the bytes the indexer reads anyway.
 """
@@ -80,10 +81,24 @@ def git_files(root: Path) -> list[str] | None:
         return None
     toplevel = Path(top.stdout.strip())
     prefix = root.resolve().relative_to(toplevel.resolve()).as_posix()
+    if prefix not in ("", ".") and _ignored_by_enclosing(toplevel, prefix):
+        # The user named a folder the enclosing repository ignores (a checkout inside a checkout, a build of
+        # someone else's code): index it as a tree of its own rather than find nothing in it.
+        return None
     paths = [p.decode("utf-8", errors="surrogateescape") for p in listing.stdout.split(b"\0") if p]
     if prefix not in ("", "."):
         paths = [p[len(prefix) + 1 :] for p in paths if p.startswith(prefix + "/")]
     return sorted(set(paths))
+
+
+def _ignored_by_enclosing(toplevel: Path, prefix: str) -> bool:
+    try:
+        check = subprocess.run(
+            ["git", "-C", str(toplevel), "check-ignore", "-q", "--", prefix + "/"], capture_output=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return check.returncode == 0
 
 
 def walk_files(root: Path, vendored: frozenset[str]) -> list[str]:

@@ -61,22 +61,24 @@ class Searcher:
         return ids
 
     def _allowed(self, chunk_ids: list[int], filters: Filters, repo_ids: list[int] | None) -> set[int]:
-        """The chunk ids among ``chunk_ids`` that pass the filters."""
-        if not chunk_ids:
-            return set()
-        where = ["chunks.id IN ({})".format(",".join("?" * len(chunk_ids)))]
-        params: list[object] = list(chunk_ids)
-        if repo_ids:
-            where.append("files.repo_id IN ({})".format(",".join("?" * len(repo_ids))))
-            params += repo_ids
-        if filters.language:
-            where.append("files.language = ?")
-            params.append(filters.language)
-        if filters.kind:
-            where.append("(' ' || chunks.symbol_names || ' ') LIKE ?")
-            params.append(f"%:{filters.kind} %")
-        sql = f"SELECT chunks.id FROM chunks JOIN files ON files.id = chunks.file_id WHERE {' AND '.join(where)}"
-        return {r[0] for r in self.ws.store.conn.execute(sql, params)}
+        """The chunk ids among ``chunk_ids`` that pass the filters (asked in batches: SQLite bounds parameters)."""
+        allowed: set[int] = set()
+        for i in range(0, len(chunk_ids), 500):
+            part = chunk_ids[i : i + 500]
+            where = ["chunks.id IN ({})".format(",".join("?" * len(part)))]
+            params: list[object] = list(part)
+            if repo_ids:
+                where.append("files.repo_id IN ({})".format(",".join("?" * len(repo_ids))))
+                params += repo_ids
+            if filters.language:
+                where.append("files.language = ?")
+                params.append(filters.language)
+            if filters.kind:
+                where.append("(' ' || chunks.symbol_names || ' ') LIKE ?")
+                params.append(f"%:{filters.kind} %")
+            sql = f"SELECT chunks.id FROM chunks JOIN files ON files.id = chunks.file_id WHERE {' AND '.join(where)}"
+            allowed.update(r[0] for r in self.ws.store.conn.execute(sql, params))
+        return allowed
 
     def lexical(self, query: str, limit: int = 20, filters: Filters = Filters()) -> list[tuple[int, float]]:
         return self.ws.lexical.search(
@@ -88,12 +90,19 @@ class Searcher:
             return []
         vector = self.ws.embedder.encode_query(query)
         repo_ids = self._repo_ids(filters)
-        want = limit if not (repo_ids or filters.language or filters.kind) else limit * 8
-        hits = self.ws.vectors.search(vector, want)
-        if want != limit:
+        if not (repo_ids or filters.language or filters.kind):
+            return self.ws.vectors.search(vector, limit)
+        # Filtered: search deeper until ``limit`` hits pass the filters or the whole index was searched, so a
+        # filter that keeps few chunks loses none of the nearest ones (a fixed over-fetch would).
+        total = len(self.ws.vectors)
+        want = limit * 8
+        while True:
+            hits = self.ws.vectors.search(vector, min(want, total))
             allowed = self._allowed([cid for cid, _ in hits], filters, repo_ids)
-            hits = [h for h in hits if h[0] in allowed]
-        return hits[:limit]
+            kept = [h for h in hits if h[0] in allowed]
+            if len(kept) >= limit or want >= total:
+                return kept[:limit]
+            want *= 4
 
     def symbol(self, query: str, limit: int = 20, filters: Filters = Filters()) -> list[tuple[int, float]]:
         """Chunks defining a symbol named like an identifier in the query (exact name first, then prefix)."""

@@ -135,6 +135,9 @@ class Store(SqliteStore):
     """Typed access to the index database; writes happen inside ``transaction()``."""
 
     MIGRATIONS = MIGRATIONS
+    # The index is derived from the repositories and resumable: a commit lost to a power cut is indexed again, so
+    # bulk indexing does not pay an fsync per transaction.
+    SYNCHRONOUS = "NORMAL"
 
     # -- repositories -----------------------------------------------------------------------------------------
 
@@ -186,6 +189,39 @@ class Store(SqliteStore):
         for i in range(0, len(file_ids), 500):
             part = list(file_ids[i : i + 500])
             tx.execute(f"DELETE FROM files WHERE id IN ({','.join('?' * len(part))})", part)
+
+    def example_test(self, repo_id: int, language: str) -> str | None:
+        """The path of an indexed test file of ``language`` in the repository (the shortest path), or None."""
+        row = self.conn.execute(
+            "SELECT path FROM files WHERE repo_id = ? AND status = 'indexed' AND language = ? "
+            "AND (path LIKE '%test%' OR path LIKE '%spec%') ORDER BY length(path) LIMIT 1",
+            (repo_id, language),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def files_in_directory(
+        self, repo_id: int, directory: str, language: str | None, *, exclude: str, limit: int
+    ) -> list[str]:
+        """Indexed files directly in ``directory`` (not below it) of ``language``, other than ``exclude``."""
+        rows = self.conn.execute(
+            "SELECT path FROM files WHERE repo_id = ? AND status = 'indexed' AND language IS ? AND path LIKE ? "
+            "AND path NOT LIKE ? AND path != ? ORDER BY path LIMIT ?",
+            (
+                repo_id,
+                language,
+                f"{directory}/%" if directory else "%",
+                f"{directory}/%/%" if directory else "%/%",
+                exclude,
+                limit,
+            ),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def indexed_file_id(self, repo_id: int, path: str) -> int | None:
+        row = self.conn.execute(
+            "SELECT id FROM files WHERE repo_id = ? AND path = ? AND status = 'indexed'", (repo_id, path)
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     def get_meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -15,8 +15,10 @@ from collections import OrderedDict
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
+from pygls.workspace import TextDocument
 
 from forgepilot import __version__
 from forgepilot.backends.base import CancelToken
@@ -65,21 +67,33 @@ class ForgePilotServer(LanguageServer):
                 break
         return files
 
-    def document_at(self, uri: str, position: types.Position) -> tuple[Document, int | None]:
+    def document_at(self, uri: str, position: types.Position) -> tuple[Document, int | None] | None:
+        """The open document with the cursor at ``position``; None when the document is not open (the client never
+        sent didOpen) or ``position`` is not inside it (pygls would silently clamp it to the end)."""
+        if uri not in self.workspace.text_documents:
+            return None
         doc = self.workspace.get_text_document(uri)
-        offset = doc.offset_at_position(position)
+        offset = _offset(doc, position)
+        if offset is None:
+            _log.warning("position %s:%s is outside %s", position.line, position.character, uri)
+            return None
         path = to_fs_path(uri) or uri
         return Document.at(
             path, doc.source, offset=offset, language=doc.language_id if _known(doc.language_id) else None
         ), doc.version
 
     async def suggest(self, uri: str, position: types.Position) -> dict[str, Any] | None:
-        """A completion at ``position`` after the debounce, or None when the document moved on meanwhile."""
-        _, version = self.document_at(uri, position)
-        await asyncio.sleep(self.debounce_s)
-        doc, now = self.document_at(uri, position)
-        if now != version:
+        """A completion at ``position`` after the debounce, or None when the document moved on meanwhile (or is
+        not open, or the position is not in it)."""
+        at = self.document_at(uri, position)
+        if at is None:
             return None
+        version = at[1]
+        await asyncio.sleep(self.debounce_s)
+        now_at = self.document_at(uri, position)
+        if now_at is None or now_at[1] != version:
+            return None
+        doc = now_at[0]
         token = CancelToken()
         try:
             result = await self.engine.complete(doc, self.recent_files(uri), token)
@@ -117,6 +131,24 @@ class ForgePilotServer(LanguageServer):
             await self.engine.event(event)
         except ForgePilotError as exc:  # telemetry must never break editing
             _log.warning("could not record %s event: %s", kind, exc.one_line())
+
+
+def _offset(doc: TextDocument, position: types.Position) -> int | None:
+    """The character offset of an LSP ``position`` (in the client's code units), or None when it is past the end
+    of its line or of the document."""
+    lines = doc.lines
+    if position.line < 0 or position.character < 0:
+        return None
+    if position.line >= len(lines):
+        # Only the empty line after a final line break exists past the last line.
+        at_end = position.line == len(lines) and position.character == 0 and (not lines or lines[-1].endswith("\n"))
+        return len(doc.source) if at_end else None
+    server = doc.position_codec.position_from_client_units(lines, types.Position(position.line, position.character))
+    back = doc.position_codec.position_to_client_units(lines, server)
+    line = lines[position.line].rstrip("\r\n")
+    if (back.line, back.character) != (position.line, position.character) or server.character > len(line):
+        return None
+    return doc.offset_at_server_position(server)
 
 
 def _known(language_id: str | None) -> bool:
@@ -187,6 +219,8 @@ def build_server(engine: Engine, *, debounce_s: float = 0.075) -> ForgePilotServ
             if isinstance(raw_range, dict)
             else raw_range
         )
+        if uri not in ls.workspace.text_documents:
+            raise JsonRpcInvalidParams(f"{uri} is not open: send textDocument/didOpen first")
         doc = ls.workspace.get_text_document(uri)
         code = doc.text_in_client_range(rng) if rng.start != rng.end else ""
         if not code.strip():  # no selection: the whole document

@@ -4,6 +4,22 @@ Serving, data generation and evaluation all render through ``PromptRegistry``, s
 exactly which template text (``template_id`` + ``version``) produced its prompt.
 """
 
-from forgepilot.prompts.registry import PromptRegistry, RenderedPrompt, Template, UnknownTemplate, builtin_registry
+from forgepilot.prompts.registry import (
+    PromptRegistry,
+    RenderedPrompt,
+    Template,
+    UnknownTemplate,
+    UnsafeTemplate,
+    builtin_registry,
+    is_builtin,
+)
 
-__all__ = ["PromptRegistry", "RenderedPrompt", "Template", "UnknownTemplate", "builtin_registry"]
+__all__ = [
+    "PromptRegistry",
+    "RenderedPrompt",
+    "Template",
+    "UnknownTemplate",
+    "UnsafeTemplate",
+    "builtin_registry",
+    "is_builtin",
+]

@@ -70,7 +70,19 @@ MIGRATIONS: list[Migration] = [
             moved_at REAL NOT NULL
         )
         """,
-    )
+    ),
+    (
+        2,
+        "the gate spec pinned for each deployment alias",
+        """
+        CREATE TABLE alias_specs (
+            alias TEXT PRIMARY KEY,
+            spec_sha256 TEXT NOT NULL,     -- promotion to the alias needs a PASS under exactly this spec
+            spec_path TEXT NOT NULL,
+            pinned_at REAL NOT NULL
+        )
+        """,
+    ),
 ]
 
 
@@ -93,6 +105,14 @@ class Edge:
     relation: str
     dst_type: str
     dst_id: str
+
+
+@dataclass(frozen=True)
+class PinnedSpec:
+    alias: str
+    sha256: str
+    path: str
+    pinned_at: float
 
 
 @dataclass(frozen=True)
@@ -235,6 +255,49 @@ class Registry(SqliteStore):
         if decision_id:
             self.link(entity, "promoted_by", ("decision", decision_id))
         return self.deployment(alias)  # type: ignore[return-value]
+
+    # -- pinned specs ----------------------------------------------------------------------------------------
+    def pin_spec(self, alias: str, sha256: str, path: str) -> PinnedSpec:
+        """Require a PASS under the spec with ``sha256`` for any promotion to ``alias`` (replaces an earlier pin)."""
+        now = time.time()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO alias_specs(alias, spec_sha256, spec_path, pinned_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(alias) DO UPDATE SET spec_sha256 = excluded.spec_sha256, "
+                "spec_path = excluded.spec_path, pinned_at = excluded.pinned_at",
+                (alias, sha256, path, now),
+            )
+        return PinnedSpec(alias, sha256, path, now)
+
+    def pinned_spec(self, alias: str) -> PinnedSpec | None:
+        row = self.conn.execute("SELECT * FROM alias_specs WHERE alias = ?", (alias,)).fetchone()
+        if row is None:
+            return None
+        return PinnedSpec(row["alias"], row["spec_sha256"], row["spec_path"], row["pinned_at"])
+
+    def latest_decision(self, candidate_ids: list[str], spec_sha256: str | None = None) -> Entity | None:
+        """The newest decision that judged one of ``candidate_ids`` (under the spec ``spec_sha256``, when given)."""
+        if not candidate_ids:
+            return None
+        marks = ",".join("?" * len(candidate_ids))
+        rows = self.conn.execute(
+            "SELECT e.* FROM edges g JOIN entities e ON e.type = 'decision' AND e.id = g.src_id "
+            f"WHERE g.relation = 'judged' AND g.dst_type = 'candidate' AND g.dst_id IN ({marks}) "
+            "ORDER BY e.created_at DESC",
+            candidate_ids,
+        ).fetchall()
+        for r in rows:
+            entity = Entity(r["type"], r["id"], r["name"], json.loads(r["data"]), r["created_at"])
+            if spec_sha256 is None or entity.data.get("spec_sha256") == spec_sha256:
+                return entity
+        return None
+
+    def candidates_named(self, name: str) -> list[str]:
+        """Ids of the candidates of model ``name``, newest first."""
+        rows = self.conn.execute(
+            "SELECT id FROM entities WHERE type = 'candidate' AND name = ? ORDER BY created_at DESC", (name,)
+        ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def counts(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT type, count(*) FROM entities GROUP BY type").fetchall())

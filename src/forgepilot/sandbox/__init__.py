@@ -1,6 +1,15 @@
 """Sandboxed execution of untrusted code, shared by dataset distillation and the evaluation harness."""
 
-from forgepilot.sandbox.runner import Isolation, Limits, Outcome, Program, Sandbox, Status, isolation
+from forgepilot.sandbox.runner import (
+    Isolation,
+    Limits,
+    Outcome,
+    Program,
+    Sandbox,
+    SandboxUnavailable,
+    Status,
+    isolation,
+)
 
 
 def python_program(
@@ -17,4 +26,14 @@ def python_program(
     )
 
 
-__all__ = ["Isolation", "Limits", "Outcome", "Program", "Sandbox", "Status", "isolation", "python_program"]
+__all__ = [
+    "Isolation",
+    "Limits",
+    "Outcome",
+    "Program",
+    "Sandbox",
+    "SandboxUnavailable",
+    "Status",
+    "isolation",
+    "python_program",
+]

@@ -120,6 +120,9 @@ class Isolation:
             if self.namespaces
             else "network: NOT cut (user namespaces are not allowed here; the program can reach the network)",
             "processes: own PID namespace, killed with the run" if self.namespaces else "processes: process group",
+            "file system: read-only but for a private, size-limited /tmp"
+            if self.namespaces
+            else "file system: NOT sealed (the program may write wherever its user may)",
             f"user: a user of its own per worker (uid {SLOT_UID_BASE}+, dropped from root)"
             if self.drop_to_nobody
             else f"user: uid {os.getuid()}",
@@ -147,13 +150,24 @@ def _find_interpreter(drop: bool) -> str | None:
     return shutil.which("python3")
 
 
-# Runs as root of the new mount namespace, in the program's directory: private temp filesystems, the directory
-# bound at /tmp/work (through /proc/self/cwd: its old path is hidden by the new /tmp), then the user drop.
+# Runs as root of the new mount namespace, in the program's directory: private temp filesystems with a size
+# limit, the directory bound at /tmp/work (through /proc/self/cwd: its old path is hidden by the new /tmp), a
+# /proc of the new PID namespace (the harness's processes, and their environments, are not in it), then every
+# other mount read-only (keeping its own nosuid/nodev/noexec flags, which a user namespace may have locked), then
+# the user drop. A mount that cannot be made read-only stops the jail (exit 97): the program never runs.
 _JAIL = r"""set -e
+mount --make-rprivate /
 mount -t tmpfs -o size="$1"m,mode=1777 tmpfs /tmp
 mkdir /tmp/work
 mount --no-canonicalize --bind /proc/self/cwd /tmp/work
 for d in /var/tmp /dev/shm; do if [ -d "$d" ]; then mount -t tmpfs -o size=1m,mode=1777 tmpfs "$d"; fi; done
+mount -t proc -o nosuid,nodev,noexec proc /proc
+while read -r _ _ _ _ mnt opts _; do
+  case "$mnt" in /tmp|/tmp/*|/var/tmp|/var/tmp/*|/dev/shm|/dev/shm/*|/proc|/proc/*) continue ;; esac
+  case "$opts" in ro|ro,*) continue ;; esac
+  case "$mnt" in *\\*) mnt=$(printf '%b' "$(printf '%s' "$mnt" | sed 's/\\\([0-7][0-7][0-7]\)/\\0\1/g')") ;; esac
+  mount -o "remount,bind,ro${opts#rw}" "$mnt" || { echo "sandbox: cannot make $mnt read-only" >&2; exit 97; }
+done < /proc/self/mountinfo
 cd /tmp/work
 set +e
 uid="$2"
@@ -163,6 +177,8 @@ if [ -n "$uid" ]; then
 fi
 "$@"; exit $?
 """
+#: The jail's exit status when it could not seal the file system.
+JAIL_FAILED = 97
 
 
 def _namespace_prefix() -> list[str]:
@@ -205,17 +221,39 @@ def _tail(path: Path) -> str:
         return ""
 
 
+class SandboxUnavailable(ConfigError):
+    """This machine cannot jail a program (no namespaces) and limits-only mode was not allowed."""
+
+
 class Sandbox:
     """Runs programs one at a time (``run``) or on parallel workers (``run_many``), each in its own jail.
 
     Python programs run on a fork server per worker where namespaces are available (``forkserver``), every other
-    program (and every program where namespaces are not) in a fresh process chain.
+    program in a fresh process chain. Where namespaces are not available the sandbox refuses to run anything,
+    unless ``limits_only`` accepts resource limits alone (``mode`` then says so, and so does every report).
     """
 
-    def __init__(self, workers: int | None = None, base_dir: Path | None = None, *, fork_server: bool = True) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        base_dir: Path | None = None,
+        *,
+        fork_server: bool = True,
+        limits_only: bool = False,
+    ) -> None:
         self.workers = max(1, workers or (os.cpu_count() or 1))
         self.base_dir = base_dir
         self.iso = isolation()
+        if not self.iso.namespaces and not limits_only:
+            raise SandboxUnavailable(
+                f"cannot sandbox untrusted code here: {self.iso.detail} (without namespaces a program could reach "
+                "the network and write wherever its user may)",
+                hint="allow user namespaces (sysctl kernel.unprivileged_userns_clone=1 and user.max_user_namespaces>0)"
+                " or run as root with util-linux installed; to accept resource limits alone, set "
+                "[sandbox] limits_only = true",
+            )
+        #: "namespaces" (jailed: no network, own processes, read-only file system) or "limits-only".
+        self.mode = "namespaces" if self.iso.namespaces else "limits-only"
         self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
         for i in range(self.workers):
             self._slots.put(SLOT_UID_BASE + i)
