@@ -54,10 +54,11 @@ class UnsafeTemplate(UserError):
 
     def __init__(self, name: str, path: Path, problem: str) -> None:
         super().__init__(
-            f"prompt template {name!r} ({path}) was stopped: {problem}",
+            f"prompt template {name!r} ({path.name}) was stopped: {problem}",
             hint="templates outside the package render sandboxed: use only the variables and filters they are given",
         )
         self.name = name
+        self.path = path
 
 
 @dataclass(frozen=True)
