@@ -284,3 +284,14 @@ async def test_generated_tests_import_relative_to_where_the_test_lives(isolated_
     prompt = backend.prompts[-1]
     assert result.framework is not None and result.framework["test_path"] == "test/layer.test.js"
     assert "`../lib/router/layer`" in prompt and str(tmp_path) not in prompt
+
+
+def test_imports_resolve_exact_paths_and_never_climb_out_of_the_repository() -> None:
+    from forgepilot.syntax.imports import RepoFiles, resolve
+    from forgepilot.syntax.symbols import ImportRef
+
+    repo = RepoFiles(["a.js", "lib/x.js", ".config/setup.js", "pkg/__init__.py", "pkg/.hidden.py"])
+    # From the root, "../lib/x" is a file outside the repository: not lib/x.js of this one.
+    assert resolve(ImportRef("../lib/x", 1), "a.js", "javascript", repo) == []
+    assert resolve(ImportRef("./.config/setup", 1), "a.js", "javascript", repo) == [".config/setup.js"]
+    assert resolve(ImportRef("./x", 1), "lib/y.js", "javascript", repo) == ["lib/x.js"]

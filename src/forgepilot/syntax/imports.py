@@ -52,7 +52,13 @@ class RepoFiles:
 
     def first(self, candidates: Iterable[str]) -> list[str]:
         for candidate in candidates:
-            candidate = posixpath.normpath(candidate).lstrip("./") if candidate else candidate
+            if not candidate:
+                continue
+            # normpath drops "./" and "a/.." (a leading dot of a name, as in ".github", stays); what still climbs
+            # out of the root is outside the repository, never the same path inside it.
+            candidate = posixpath.normpath(candidate)
+            if candidate == ".." or candidate.startswith("../"):
+                continue
             if candidate in self.paths:
                 return [candidate]
         return []
