@@ -22,7 +22,7 @@ from forgepilot.config import AssistSettings, DatasetSettings
 from forgepilot.context import ContextBuilder, Document
 from forgepilot.context.builder import CachedCounter, take_head, take_tail
 from forgepilot.datagen.source import SourceFile
-from forgepilot.datagen.types import Instance, Rejections
+from forgepilot.datagen.types import LINE_KINDS, Instance, Rejections
 from forgepilot.prompts import PromptRegistry
 from forgepilot.syntax.symbols import Symbol
 
@@ -62,7 +62,7 @@ class RenderKit:
             language=sf.language,
             repository=str(sf.root),
         )
-        max_tokens = self.assist.inline_max_tokens if kind == "inline" else self.assist.block_max_tokens
+        max_tokens = self.assist.inline_max_tokens if kind in LINE_KINDS else self.assist.block_max_tokens
         ctx = self.builder.build(
             doc, template=self.template, count=self.count, max_context=self.max_context, max_tokens=max_tokens
         )

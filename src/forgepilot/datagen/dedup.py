@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 
-from forgepilot.datagen.types import Instance
+from forgepilot.datagen.types import LINE_KINDS, Instance
 from forgepilot.errors import MissingExtra
 
 _TOKEN = re.compile(r"[A-Za-z_]\w*|\d+|[^\s\w]")
@@ -51,8 +51,8 @@ def deduplicate(
         if (inst.kind, digest) in exact:
             removed[f"{inst.kind}:dedup:exact"] = removed.get(f"{inst.kind}:dedup:exact", 0) + 1
             continue
-        # Inline instances are many per function by design: the exact check above is enough for them.
-        if inst.kind != "inline":
+        # Line holes are many per function by design: the exact check above is enough for them.
+        if inst.kind not in LINE_KINDS:
             grams = shingles(unit, shingle)
             if grams:
                 mh = MinHash(num_perm=permutations, seed=1, permutations=template.permutations, scheme=scheme)

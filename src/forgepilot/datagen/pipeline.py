@@ -22,13 +22,14 @@ from typing import Any
 from forgepilot.config import Settings
 from forgepilot.context import ContextBuilder
 from forgepilot.datagen import builders, card, history
+from forgepilot.datagen.crossfile import CROSSFILE_KINDS, crossfile
 from forgepilot.datagen.formats import FORMATS, write_all
 from forgepilot.datagen.hygiene import StageTimer, clean
 from forgepilot.datagen.licences import detect as detect_licence
 from forgepilot.datagen.pairs import is_test_file, test_pairs
 from forgepilot.datagen.secrets import Redactor
 from forgepilot.datagen.source import SourceFile
-from forgepilot.datagen.types import KINDS, Instance, Rejections
+from forgepilot.datagen.types import DEFAULT_KINDS, KINDS, Instance, Rejections
 from forgepilot.errors import UserError
 from forgepilot.index.indexer import Indexer, Workspace
 from forgepilot.index.scan import Candidate, ScanSettings, Skipped, content_skip, scan
@@ -41,7 +42,7 @@ JOURNAL = ".work/journal.jsonl"
 @dataclass
 class BuildOptions:
     out: Path
-    kinds: Sequence[str] = KINDS
+    kinds: Sequence[str] = DEFAULT_KINDS
     formats: Sequence[str] = FORMATS
     suites: Sequence[Path] = ()
     resume: bool = True
@@ -298,6 +299,8 @@ class DatasetBuilder:
                 run("in_block", builders.in_block(sf, kit, rejected))
             if "after_block" in kinds:
                 run("after_block", builders.after_block(sf, kit, rejected))
+            if kinds & set(CROSSFILE_KINDS):
+                run("crossfile", crossfile(sf, files, load, kit, rejected, kinds))
             doc_kinds = kinds & {"code_to_doc", "doc_to_code"}
             if doc_kinds:
                 run("documentation", builders.documentation(sf, kit, rejected, doc_kinds))

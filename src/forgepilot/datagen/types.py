@@ -7,9 +7,36 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 SCHEMA_VERSION = 1
-Kind = Literal["inline", "in_block", "after_block", "tests", "code_to_doc", "doc_to_code", "commit", "distilled"]
-KINDS: tuple[Kind, ...] = ("inline", "in_block", "after_block", "tests", "code_to_doc", "doc_to_code", "commit")
-COMPLETION_KINDS: frozenset[str] = frozenset({"inline", "in_block", "after_block"})
+Kind = Literal[
+    "inline",
+    "in_block",
+    "after_block",
+    "crossfile_line",
+    "crossfile_api",
+    "tests",
+    "code_to_doc",
+    "doc_to_code",
+    "commit",
+    "distilled",
+]
+#: Every kind ``dataset build`` can make (the default set is ``[dataset] kinds``; the cross-file holes are asked
+#: for by name: they make evaluation suites of repository context).
+KINDS: tuple[Kind, ...] = (
+    "inline",
+    "in_block",
+    "after_block",
+    "crossfile_line",
+    "crossfile_api",
+    "tests",
+    "code_to_doc",
+    "doc_to_code",
+    "commit",
+)
+#: What a build makes unless told otherwise (the training kinds; ``[dataset] kinds`` for the CLI).
+DEFAULT_KINDS: tuple[Kind, ...] = ("inline", "in_block", "after_block", "tests", "code_to_doc", "doc_to_code", "commit")
+COMPLETION_KINDS: frozenset[str] = frozenset({"inline", "in_block", "after_block", "crossfile_line", "crossfile_api"})
+#: Completion kinds whose hole ends with its line (served in inline mode).
+LINE_KINDS: frozenset[str] = frozenset({"inline", "crossfile_line", "crossfile_api"})
 
 
 @dataclass

@@ -32,7 +32,13 @@ SCHEMA_VERSION = 1
 SuiteKind = Literal["functional", "completion", "prompt"]
 SUITE_KINDS: tuple[SuiteKind, ...] = ("functional", "completion", "prompt")
 HUMANEVAL = "humaneval"
-_COMPLETION_INSTANCE_KINDS = {"inline": "inline", "in_block": "in-block", "after_block": "after-block"}
+_COMPLETION_INSTANCE_KINDS = {
+    "inline": "inline",
+    "in_block": "in-block",
+    "after_block": "after-block",
+    "crossfile_line": "inline",
+    "crossfile_api": "inline",
+}
 
 
 class SuiteError(FileError):
@@ -353,7 +359,8 @@ def _from_instances(path: Path, data: bytes, rows: list[tuple[dict[str, Any], in
                     slices={
                         "language": row["language"],
                         "repository": row["repository"],
-                        "task": mode,
+                        # Cross-file holes are served inline but judged apart: their own task slice.
+                        "task": row["kind"] if str(row["kind"]).startswith("crossfile") else mode,
                         "split": row.get("split") or "",
                     },
                 )

@@ -1,0 +1,222 @@
+"""Cross-file completion: does repository context help on real code we did not write? (issue: completions that help)
+
+Repositories are pinned releases from PyPI (sdists) and npm (package tarballs), fetched once through the package
+registries into ``~/.cache/forgepilot/bench``. ``dataset build --kinds crossfile_line,crossfile_api`` cuts the
+CrossCodeEval-style holes (a line, or a call, that starts at a name defined in another file of the same package);
+every split is used (nothing here is trained on). A stable hash picks ``--holes`` holes per language. Each set runs
+through the serving path (``eval run``) with all context sources, in-file only, and each source switched off:
+
+- exact match, edit similarity and identifier exact match per configuration, with the relative EM gain of context
+  over in-file only (goal >= +25%) and the holes context made better / worse;
+- each source's contribution: the change when it is switched off, and the holes it won or lost.
+
+    python benchmarks/crossfile.py [--holes 100] [--languages python,javascript] [--model M] [--no-ablate]
+                                   [--label NAME] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("FORGEPILOT_BENCH_CACHE", Path.home() / ".cache" / "forgepilot" / "bench"))
+SOURCES = ("related", "similar", "retrieved")
+#: (registry, name, version) per language: packages whose modules import each other, none of them ours.
+REPOS: dict[str, list[tuple[str, str, str]]] = {
+    "python": [
+        ("pypi", "click", "8.1.8"),
+        ("pypi", "flask", "3.1.0"),
+        ("pypi", "httpx", "0.28.1"),
+        ("pypi", "rich", "13.9.4"),
+    ],
+    "javascript": [("npm", "express", "4.22.3"), ("npm", "koa", "3.3.0"), ("npm", "mocha", "12.0.3")],
+}
+
+
+def fetch(registry: str, name: str, version: str) -> Path:
+    """The unpacked release, fetched once through its package registry."""
+    target = CACHE / "src" / f"{name}-{version}"
+    if target.is_dir():
+        return target
+    downloads = CACHE / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    if registry == "pypi":
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps",
+             f"{name}=={version}", "-d", str(downloads)],
+            check=True,
+        )  # fmt: skip
+        archive = next(downloads.glob(f"{name}-{version}.tar.gz"))
+    else:
+        subprocess.run(["npm", "pack", "--silent", f"{name}@{version}"], cwd=downloads, check=True, capture_output=True)
+        archive = downloads / f"{name}-{version}.tgz"
+    unpack = CACHE / "src" / f".{name}-{version}"
+    shutil.rmtree(unpack, ignore_errors=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpack, filter="data")
+    (inner,) = list(unpack.iterdir())
+    inner.rename(target)
+    unpack.rmdir()
+    return target
+
+
+def holes_for(language: str, count: int, state: Path, builder: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """The suite of ``count`` holes of ``language`` (a stable-hash sample), cut and indexed by ``builder``."""
+    from forgepilot.datagen.pipeline import BuildOptions
+    from forgepilot.evals.suites import Suite, load_suite
+
+    roots = [fetch(*repo) for repo in REPOS[language]]
+    out = state / f"dataset-{language}"
+    report = builder.build(roots, BuildOptions(out=out, kinds=("crossfile_line", "crossfile_api"), resume=False))
+    full = load_suite(out)
+    ranked = sorted(full.cases, key=lambda c: hashlib.sha256(c.id.encode()).hexdigest())[:count]
+    sha = hashlib.sha256(("".join(c.id for c in ranked)).encode()).hexdigest()
+    suite = Suite(f"crossfile-{language}", "completion", ranked, full.source, sha, "cross-file holes")
+    repos = [{"name": f"{n}-{v}", "registry": r, "holes_built": 0} for r, n, v in REPOS[language]]
+    for c in full.cases:
+        for repo in repos:
+            if c.input["repository"] == repo["name"]:
+                repo["holes_built"] += 1
+    return suite, [{**r, "instances": report.instances} for r in repos]
+
+
+def run_config(
+    settings: Any, workspace: Any, suite: Any, model: str, sources: tuple[str, ...], store: Any
+) -> dict[str, Any]:
+    from forgepilot.evals.runner import EvalRunner, RunConfig
+
+    runner = EvalRunner(settings, store, workspace=workspace)
+
+    async def go() -> Any:
+        try:
+            return await runner.run(suite, RunConfig(model, sources=sources), fresh=True)
+        finally:
+            await runner.aclose()
+
+    t = time.perf_counter()
+    row = asyncio.run(go())
+    wall = time.perf_counter() - t
+    results = store.results(row.id)
+    m = (row.summary or {}).get("metrics", {})
+    lat = (row.summary or {}).get("latency", {}).get("latency_s", {})
+    return {
+        "sources": list(sources),
+        "em": round(m.get("em", 0.0), 4),
+        "es": round(m.get("es", 0.0), 4),
+        "id_em": round(m.get("id_em", 0.0), 4),
+        "wall_s": round(wall, 1),
+        "latency_p50_s": lat.get("p50"),
+        "errors": (row.summary or {}).get("errors"),
+        "cases": {
+            r["case_id"]: {
+                "em": (r.get("metrics") or {}).get("em"),
+                "es": r["score"],
+                "answer": (r.get("samples") or [{}])[0].get("text"),
+                "sources": (r.get("samples") or [{}])[0].get("sources"),
+            }
+            for r in results
+        },
+    }
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, int]:
+    """Holes where ``a`` beat ``b`` on exact match, and where it lost."""
+    better = sum(1 for k, x in a["cases"].items() if (x["em"] or 0) > (b["cases"].get(k, {}).get("em") or 0))
+    worse = sum(1 for k, x in a["cases"].items() if (x["em"] or 0) < (b["cases"].get(k, {}).get("em") or 0))
+    return {"better": better, "worse": worse}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--holes", type=int, default=100)
+    parser.add_argument("--languages", default="python,javascript")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--no-ablate", action="store_true")
+    parser.add_argument("--label", default="")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/crossfile.json")
+    args = parser.parse_args()
+
+    import tempfile
+
+    from forgepilot.config import load_settings
+    from forgepilot.datagen.pipeline import open_builder
+    from forgepilot.evals.store import EvalStore
+
+    result: dict[str, Any] = {"label": args.label, "cpus": os.cpu_count(), "languages": {}}
+    with tempfile.TemporaryDirectory(prefix="fp-bench-crossfile-") as tmp:
+        state = Path(tmp)
+        settings = load_settings()
+        models_dir = settings.models_dir
+        settings.state_dir = state / "fp"
+        settings.state_dir.mkdir(parents=True)
+        (settings.state_dir / "models").symlink_to(models_dir, target_is_directory=True)
+        model = args.model or settings.assist.fast or settings.default_model
+        result["model"] = model
+        store = EvalStore(state / "evals.db")
+        builder = open_builder(settings, model)  # one workspace (index) for every language's repositories
+        workspace = builder.workspace
+        for language in [x for x in args.languages.split(",") if x]:
+            suite, repos = holes_for(language, args.holes, state, builder)
+            configs: dict[str, tuple[str, ...]] = {"all sources": SOURCES, "in-file only": ()}
+            if not args.no_ablate:
+                configs |= {f"without {s}": tuple(x for x in SOURCES if x != s) for s in SOURCES}
+            runs = {
+                label: run_config(settings, workspace, suite, model, srcs, store) for label, srcs in configs.items()
+            }
+            base, none = runs["all sources"], runs["in-file only"]
+            entry: dict[str, Any] = {
+                "repositories": repos,
+                "holes": len(suite.cases),
+                "kinds": {
+                    k: sum(1 for c in suite.cases if c.slices.get("task") == k)
+                    for k in ("crossfile_line", "crossfile_api")
+                },
+                "relative_em_gain": round((base["em"] - none["em"]) / none["em"], 4) if none["em"] else None,
+                "context_vs_in_file": compare(base, none),
+                "sources": {
+                    s: {
+                        "em_change_when_off": round(runs[f"without {s}"]["em"] - base["em"], 4),
+                        "es_change_when_off": round(runs[f"without {s}"]["es"] - base["es"], 4),
+                        "holes_it_won": compare(base, runs[f"without {s}"])["better"],
+                        "holes_it_lost": compare(base, runs[f"without {s}"])["worse"],
+                    }
+                    for s in SOURCES
+                    if f"without {s}" in runs
+                },
+                "runs": runs,
+                "targets": {c.id: c.expected for c in suite.cases},
+            }
+            result["languages"][language] = entry
+            print(f"\n{language}: {entry['holes']} cross-file holes from " + ", ".join(r["name"] for r in repos))
+            print(f"{'configuration':<22}{'EM':>8}{'ES':>8}{'id EM':>8}{'p50 s':>8}{'wall s':>8}")
+            for label, r in runs.items():
+                p50 = f"{r['latency_p50_s']:.2f}" if r["latency_p50_s"] is not None else "-"
+                print(f"{label:<22}{r['em']:>8}{r['es']:>8}{r['id_em']:>8}{p50:>8}{r['wall_s']:>8}")
+            cmp = entry["context_vs_in_file"]
+            print(
+                f"context over in-file: relative EM {entry['relative_em_gain']} (goal >= +0.25); "
+                f"{cmp['better']} holes better, {cmp['worse']} worse"
+            )
+            for s, c in entry["sources"].items():
+                print(
+                    f"  {s:<10} off: EM {c['em_change_when_off']:+.4f}, ES {c['es_change_when_off']:+.4f}; "
+                    f"won {c['holes_it_won']}, lost {c['holes_it_lost']}"
+                )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\nwrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
