@@ -318,3 +318,33 @@ async def test_an_inline_answer_at_another_indentation_level_keeps_the_users() -
         CompletionInput(document=doc, model=backend.name, mode="inline", use_cache=False)
     )
     assert result.text == "text = repr(o)"
+
+
+AREA = "\n\n\ndef area(r):\n    return math.pi * r * r\n\n\ndef total(results):\n    return sum(results)\n"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "raw", "mode", "text", "reason"),
+    [
+        # The empty body of add() filled with the next function's body: a copy, not an answer.
+        ("import math\n\n\ndef add(a, b):\n    ", "return math.pi * r * r\n", "in-block", "", "copies_suffix"),
+        ("import math\n\n\ndef add(a, b):\n    return ", "math.pi * r * r", "inline", "", "copies_suffix"),
+        # What comes before the copied line is kept.
+        (
+            "import math\n\n\ndef add(a, b):\n    ",
+            "c = a + b\n    return math.pi * r * r\n",
+            "in-block",
+            "c = a + b",
+            None,
+        ),
+        # A short, common line is no copy: many functions end with it.
+        ("def add(a, b):\n    ", "results = [a, b]\n    return sum(results)\n", "in-block", None, None),
+    ],
+)
+def test_a_line_copied_from_the_code_below_is_cut(
+    prefix: str, raw: str, mode: str, text: str | None, reason: str | None
+) -> None:
+    out = postprocess(raw, prefix=prefix, suffix=AREA, mode=mode, language=PY, max_lines=40)  # type: ignore[arg-type]
+    assert out.reason == reason
+    assert out.text == (text if text is not None else raw.rstrip())
+    assert ("copies_suffix" in out.steps) == (reason is not None or text == "c = a + b")

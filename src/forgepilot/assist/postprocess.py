@@ -62,7 +62,7 @@ def infer_mode(prefix: str, suffix: str, language: Language | None) -> Mode:
 class Processed:
     text: str
     steps: list[str] = field(default_factory=list)
-    #: Why the text is empty (None when it is not): empty_generation, repeats_suffix, breaks_parse, ...
+    #: Why the text is empty (None when it is not): empty_generation, repeats_suffix, copies_suffix, breaks_parse...
     reason: str | None = None
 
 
@@ -185,6 +185,44 @@ def _drop_suffix_repeat(text: str, suffix: str, mode: Mode) -> tuple[str, bool]:
     return text, False
 
 
+#: How far after the cursor a copied line is looked for (the next definition or two), and what makes a line
+#: distinctive enough that writing it again is copying, not coincidence (``return x`` or ``}`` are not).
+NEARBY_SUFFIX_LINES = 40
+_DISTINCTIVE_CHARS = 12
+_DISTINCTIVE_WORDS = 4
+_WORD = re.compile(r"\w+")
+
+
+def _normal(line: str) -> str:
+    return " ".join(line.split())
+
+
+def _distinctive(line: str) -> bool:
+    return len(line) >= _DISTINCTIVE_CHARS and len(_WORD.findall(line)) >= _DISTINCTIVE_WORDS
+
+
+def _copies_nearby(text: str, line_before: str, suffix: str, mode: Mode) -> tuple[str, bool]:
+    """Cut the completion at the first line it copies from the code just after the cursor (a small model fills an
+    empty body with the next function's ``return math.pi * r * r``); the text before it is kept.
+
+    The line right after the cursor is ``_drop_suffix_repeat``'s; here any distinctive line of the next
+    ``NEARBY_SUFFIX_LINES`` counts, the first completion line included (judged with what the cursor's line
+    already holds before it).
+    """
+    nearby = {_normal(ln) for ln in suffix.split("\n")[1 : NEARBY_SUFFIX_LINES + 1]}
+    nearby = {ln for ln in nearby if _distinctive(ln)}
+    if not nearby or not text:
+        return text, False
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        whole = _normal(line_before + line) if i == 0 else _normal(line)
+        if whole in nearby:
+            return "\n".join(lines[:i]), True
+        if mode == "inline":
+            break
+    return text, False
+
+
 def _parses(text: str, language: Language) -> bool:
     assert language.grammar is not None
     return not parse(text.encode("utf-8", "replace"), language.grammar).root_node.has_error
@@ -228,6 +266,12 @@ def postprocess(
         out.steps.append("suffix_repeat")
         if not text.strip():
             out.text, out.reason = "", "repeats_suffix"
+            return out
+    text, cut = _copies_nearby(text, line_before, suffix, mode)
+    if cut:
+        out.steps.append("copies_suffix")
+        if not text.strip():
+            out.text, out.reason = "", "copies_suffix"
             return out
     if mode != "inline":
         text = text.rstrip()  # the cursor's own line break follows the insertion
