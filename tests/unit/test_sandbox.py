@@ -40,7 +40,10 @@ def test_passing_and_failing_programs(sandbox: Sandbox) -> None:
 
 
 def test_infinite_loop_hits_the_cpu_limit(sandbox: Sandbox) -> None:
-    out = run(sandbox, "while True:\n    pass\n")
+    # Wall time far above CPU time: on a loaded machine the CPU limit must still be the one that stops it.
+    out = run(
+        sandbox, "while True:\n    pass\n", Limits(wall_s=60, cpu_s=2, memory_mib=256, file_size_mib=1, processes=32)
+    )
     assert (out.status, out.reason) == ("timeout", "cpu_time")
 
 

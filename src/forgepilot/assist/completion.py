@@ -166,6 +166,68 @@ class CompletionCache:
             self._items.popitem(last=False)
 
 
+@dataclass
+class _Shown:
+    key: str
+    prefix: str
+    suffix: str
+    result: AssistCompletion
+
+
+class TypedAhead:
+    """The last suggestion per document, kept while the user types it: the rest of it is the next answer.
+
+    An editor asks again at every pause; when what was typed since is the start of the suggestion it showed, the
+    rest of that suggestion is still the continuation (the model's own, greedy), so it is answered at once, with no
+    context build and no model call. Anything else (another file, context or model, the text after the cursor
+    changed, a character the suggestion did not have) asks the model again.
+    """
+
+    def __init__(self, documents: int = 256) -> None:
+        self.documents = documents
+        self._shown: OrderedDict[str, _Shown] = OrderedDict()
+
+    @staticmethod
+    def key(model: str, request: CompletionInput) -> str:
+        """What shapes an answer besides the cursor: the model, options and the files the editor has open."""
+        doc = request.document
+        h = hashlib.blake2b(digest_size=16)
+        parts = [
+            model,
+            doc.path,
+            doc.language.name if doc.language else "",
+            doc.repository or "",
+            repr((request.mode, request.context, request.max_tokens, request.top_p, request.seed)),
+            *(
+                f"{f.path}\x00{len(f.text)}\x00{hashlib.blake2b(f.text.encode('utf-8', 'surrogatepass')).hexdigest()}"
+                for f in request.recent
+            ),
+        ]
+        for part in parts:
+            h.update(part.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00")
+        return h.hexdigest()
+
+    def lookup(self, key: str, doc: Document) -> AssistCompletion | None:
+        shown = self._shown.get(doc.path)
+        if shown is None or shown.key != key or doc.suffix != shown.suffix or not doc.prefix.startswith(shown.prefix):
+            return None
+        typed = doc.prefix[len(shown.prefix) :]
+        text = shown.result.text
+        if not typed or len(typed) >= len(text) or not text.startswith(typed):
+            return None
+        return replace(shown.result, text=text[len(typed) :], steps=[*shown.result.steps, "typed_ahead"])
+
+    def remember(self, key: str, doc: Document, result: AssistCompletion) -> None:
+        if not result.text:
+            self._shown.pop(doc.path, None)
+            return
+        self._shown[doc.path] = _Shown(key, doc.prefix, doc.suffix, result)
+        self._shown.move_to_end(doc.path)
+        while len(self._shown) > self.documents:
+            self._shown.popitem(last=False)
+
+
 def place_after_held_whitespace(text: str, held: str) -> str:
     """The answer as it goes after the cursor, when the prompt held back the whitespace ``held`` typed before it.
 
@@ -232,6 +294,7 @@ class CompletionService:
         self.builder = builder
         self.settings = settings or AssistSettings()
         self.cache = CompletionCache(self.settings.cache_entries)
+        self.typed_ahead = TypedAhead()
 
     async def complete(self, request: CompletionInput, cancel: CancelToken | None = None) -> AssistCompletion:
         started = time.perf_counter()
@@ -244,6 +307,14 @@ class CompletionService:
         max_tokens = request.max_tokens or (s.inline_max_tokens if mode == "inline" else s.block_max_tokens)
         check_max_tokens(backend, max_tokens)
         max_lines = 1 if mode == "inline" else s.block_max_lines
+        reuse = request.use_cache and request.temperature == 0.0
+        typed_key = TypedAhead.key(backend.name, request) if reuse else ""
+        if reuse:
+            ahead = self.typed_ahead.lookup(typed_key, doc)
+            if ahead is not None:
+                total = time.perf_counter() - started
+                # The user typed what was suggested: the rest of it answers, with no context build or model call.
+                return replace(ahead, timings={"total": total, "cache": total}, usage=Usage(), cached=True)
 
         # Context assembly (SQLite, tantivy, the tokenizer) runs on the builder's thread, never on the event loop.
         t = time.perf_counter()
@@ -281,7 +352,7 @@ class CompletionService:
             if hit is not None:
                 total = time.perf_counter() - started
                 # A cache hit costs no model tokens; its timings and context are this request's, not the original's.
-                return replace(
+                answer = replace(
                     hit,
                     timings={"context": context_s, "total": total, "cache": total},
                     usage=Usage(),
@@ -290,6 +361,8 @@ class CompletionService:
                     context_tokens=ctx.tokens,
                     dropped=ctx.dropped,
                 )
+                self.typed_ahead.remember(typed_key, doc, answer)
+                return answer
         if cancel is not None and cancel.cancelled:
             raise Cancelled("completion cancelled before the model was called")
         t = time.perf_counter()
@@ -340,4 +413,6 @@ class CompletionService:
         # A generation cut by the request's time budget is not the model's answer: never replay it.
         if cache_key is not None and not (result.finish_reason == "length" and request.deadline_s is not None):
             self.cache.put(cache_key, out)
+        if reuse:
+            self.typed_ahead.remember(typed_key, doc, out)
         return out

@@ -1,0 +1,223 @@
+"""Typing replay: the real edits of a repository's recent commits typed again against the serving path.
+
+For each recent commit (no merges) that adds source lines, the repository is checked out at the commit's parent and
+indexed (incrementally: consecutive commits re-index a few files), so context never holds the code being typed.
+Each added block (a diff hunk, up to ``--max-chars``) is then typed into the commit's version of its file (with the
+block taken out) at a writer's pace, and the assistant is asked where a typist pauses (after a space, a bracket, a
+dot, a comma, an operator or a line break): what the LSP server's debounce turns into a request. A suggestion the
+typist would then have typed is accepted (its characters are saved and skipped).
+
+Reports per model tier, with and without repository context: latency p50 / p95 after a keystroke, the first
+request at a new spot (cold), and characters saved per 100 typed. Latencies are the serving path's own
+(context, model, post-processing), measured one request at a time on this machine.
+
+    python benchmarks/typing_replay.py --repo PATH [--commits 40] [--hunks 20] [--max-chars 240]
+                                [--models M1,M2] [--context both|on|off] [--label NAME] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EXTENSIONS = (".py", ".js", ".ts", ".go", ".java")
+PAUSES = set(" \t\n(.,=:[{")
+_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
+
+
+@dataclass
+class Hunk:
+    commit: str
+    parent: str
+    path: str
+    before: str  # the commit's file up to the block
+    block: str  # the lines the commit added there, as typed
+    after: str  # the rest of the commit's file
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+
+def hunks_of(repo: Path, commits: int, limit: int, max_chars: int) -> list[Hunk]:
+    """Added blocks of the ``commits`` most recent commits, newest first, up to ``limit`` (tests left out)."""
+    out: list[Hunk] = []
+    for commit in git(repo, "log", "--no-merges", f"-{commits}", "--format=%H").split():
+        parents = git(repo, "log", "-1", "--format=%P", commit).split()
+        if len(parents) != 1:
+            continue
+        diff = git(repo, "diff", "-U0", "--no-color", parents[0], commit, "--", *(f"*{e}" for e in EXTENSIONS))
+        for section in re.split(r"(?m)^(?=diff --git )", diff):
+            m = re.search(r"(?m)^\+\+\+ b/(.+)$", section)
+            if not m or "/test" in f"/{m.group(1)}" or not m.group(1).endswith(EXTENSIONS):
+                continue
+            path = m.group(1)
+            lines = git(repo, "show", f"{commit}:{path}").split("\n")
+            for hm in re.finditer(_HUNK.pattern, section, re.M):
+                start, count = int(hm.group(1)) - 1, int(hm.group(2) or 1)
+                full = "\n".join(lines[start : start + count])
+                if count == 0 or len(full.strip()) < 20:
+                    continue
+                block = full[:max_chars]
+                before = "".join(line + "\n" for line in lines[:start])
+                rest = lines[start + count :]
+                # What the cut at max_chars leaves of the block stays in the file, untyped.
+                after = full[len(block) :] + ("\n" + "\n".join(rest) if rest else "")
+                out.append(Hunk(commit, parents[0], path, before, block, after))
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))], 4)
+
+
+@dataclass
+class Tally:
+    cold: list[float] = field(default_factory=list)
+    warm: list[float] = field(default_factory=list)
+    typed: int = 0
+    saved: int = 0
+    accepted: int = 0
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "requests": len(self.cold) + len(self.warm),
+            "accepted": self.accepted,
+            "latency_p50_s": percentile(self.warm, 50),
+            "latency_p95_s": percentile(self.warm, 95),
+            "cold_p50_s": percentile(self.cold, 50),
+            "cold_p95_s": percentile(self.cold, 95),
+            "chars_typed": self.typed,
+            "chars_saved": self.saved,
+            "saved_per_100_typed": round(100 * self.saved / max(self.typed, 1), 2),
+        }
+
+
+def open_files(tree: Path, path: str) -> list[Any]:
+    """What an editor would have open beside the file: the other files of its folder (up to five)."""
+    from forgepilot.context import OpenFile
+
+    here = tree / path
+    siblings = sorted(p for p in here.parent.glob(f"*{here.suffix}") if p.name != here.name)[:5]
+    return [OpenFile(str(p), p.read_text(encoding="utf-8", errors="replace")) for p in siblings]
+
+
+async def replay(assistant: Any, hunks: list[Hunk], tree: Path, model: str, context: bool, tally: Tally) -> None:
+    """Type each hunk, asking at every pause; accept a suggestion the typist then types."""
+    from forgepilot.assist import CompletionInput
+    from forgepilot.context import Document
+
+    for hunk in hunks:
+        recent = open_files(tree, hunk.path)
+        target = hunk.block
+        i, first = 0, True
+        while i < len(target):
+            doc = Document.at(str(tree / hunk.path), hunk.before + target[:i] + hunk.after, offset=len(hunk.before) + i)
+            t = time.perf_counter()
+            result = await assistant.completions.complete(
+                CompletionInput(document=doc, recent=recent, model=model, context=context)
+            )
+            (tally.cold if first else tally.warm).append(time.perf_counter() - t)
+            first = False
+            if result.text and target[i:].startswith(result.text):
+                tally.accepted += 1
+                tally.saved += len(result.text)
+                i += len(result.text)
+                continue
+            j = i + 1  # the typist types on to the next pause
+            while j < len(target) and target[j - 1] not in PAUSES:
+                j += 1
+            tally.typed += j - i
+            i = j
+
+
+def run(settings: Any, hunks: list[Hunk], tree: Path, model: str, context: bool) -> dict[str, Any]:
+    from forgepilot.assist import Assistant
+    from forgepilot.index import Indexer, Workspace
+
+    tally = Tally()
+    started = time.perf_counter()
+    workspace = Workspace(settings.state_dir / "index")
+    assistant = Assistant(settings, workspace=workspace)
+    try:
+        for parent in dict.fromkeys(h.parent for h in hunks):
+            subprocess.run(["git", "-C", str(tree), "checkout", "-q", "--force", parent], check=True)
+            Indexer(workspace, embeddings=False).index(tree)  # the parent's code: never the lines being typed
+            asyncio.run(replay(assistant, [h for h in hunks if h.parent == parent], tree, model, context, tally))
+    finally:
+        asyncio.run(assistant.aclose())
+        shutil.rmtree(settings.state_dir / "index", ignore_errors=True)
+    return {"model": model, "context": context, **tally.record(), "wall_s": round(time.perf_counter() - started, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, required=True, help="a git repository that is not ours")
+    parser.add_argument("--commits", type=int, default=40)
+    parser.add_argument("--hunks", type=int, default=20)
+    parser.add_argument("--max-chars", type=int, default=240)
+    parser.add_argument("--models", default="")
+    parser.add_argument("--context", choices=("both", "on", "off"), default="both")
+    parser.add_argument("--label", default="")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/typing_replay.json")
+    args = parser.parse_args()
+
+    from forgepilot.config import load_settings
+
+    hunks = hunks_of(args.repo, args.commits, args.hunks, args.max_chars)
+    settings = load_settings()
+    models = [m for m in args.models.split(",") if m] or [settings.assist.fast or settings.default_model]
+    contexts = {"both": (True, False), "on": (True,), "off": (False,)}[args.context]
+    result: dict[str, Any] = {
+        "label": args.label,
+        "repository": str(args.repo),
+        "head": git(args.repo, "rev-parse", "HEAD").strip(),
+        "commits": list(dict.fromkeys(h.commit for h in hunks)),
+        "hunks": [{"commit": h.commit[:12], "path": h.path, "chars": len(h.block)} for h in hunks],
+        "cpus": os.cpu_count(),
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="fp-bench-typing-") as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(["git", "clone", "-q", "--no-checkout", str(args.repo), str(tree)], check=True)
+        models_dir = settings.models_dir
+        settings.state_dir = Path(tmp) / "fp"
+        settings.state_dir.mkdir()
+        (settings.state_dir / "models").symlink_to(models_dir, target_is_directory=True)
+        for model in models:
+            for context in contexts:
+                result["runs"].append(run(settings, hunks, tree, model, context))
+    print(f"\ntyping replay: {len(hunks)} blocks ({sum(len(h.block) for h in hunks)} chars) from "
+          f"{len(result['commits'])} commits of {args.repo}")  # fmt: skip
+    print(f"{'model':<30}{'context':>8}{'p50 s':>8}{'p95 s':>8}{'cold s':>8}{'saved/100':>10}{'requests':>9}")
+    for r in result["runs"]:
+        print(
+            f"{r['model']:<30}{'on' if r['context'] else 'off':>8}{r['latency_p50_s'] or 0:>8.3f}"
+            f"{r['latency_p95_s'] or 0:>8.3f}{r['cold_p50_s'] or 0:>8.3f}{r['saved_per_100_typed']:>10}"
+            f"{r['requests']:>9}"
+        )
+    print("goals: p50 <= 0.6 s, p95 <= 2 s, cold <= 4 s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
