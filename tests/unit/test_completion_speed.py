@@ -37,3 +37,31 @@ async def test_typing_a_suggestion_is_answered_by_the_rest_of_it(isolated_state:
     await at("total = pr", temperature=0.7)
     assert len(backend.prompts) == 4
     await assistant.aclose()
+
+
+async def test_an_editor_typing_at_one_spot_keeps_its_snippets_and_evaluations_do_not(isolated_state: Path) -> None:
+    backend = FakeBackend("fake:coder", replies=lambda prompt: "x\n")
+    assistant = Assistant(load_settings(), workspace=None, preset={backend.name: backend})
+    helper = OpenFile(
+        "rates.py", "def shipping_rate(zone):\n    return RATES[zone]\n\n\ndef handling_fee(weight):\n    return 2\n"
+    )
+    lines = "def cost(weight, zone):\n    rate = shipping_rate(zone)\n    fee = handling_fee(weight)\n    return "
+
+    async def at(typed: str, recent: list[OpenFile], **kw: object) -> object:
+        text = lines + typed
+        doc = Document.at("shop.py", text, offset=len(text), language="python")
+        request = CompletionInput(document=doc, model=backend.name, recent=recent, use_cache=False, **kw)  # type: ignore[arg-type]
+        return await assistant.completions.complete(request)
+
+    first = await at("rate", [helper])
+    assert first.snippets  # type: ignore[attr-defined]
+    typing = await at("rate * weight + f", [helper])
+    assert typing.snippets == first.snippets and "context.pinned" in typing.timings  # type: ignore[attr-defined]
+    # The open file changed: its snippets are chosen again.
+    edited = OpenFile("rates.py", helper.text.replace("return 2", "return 3"))
+    again = await at("rate * weight + fe", [edited])
+    assert "context.pinned" not in again.timings and "return 3" in again.snippets[0].text  # type: ignore[attr-defined]
+    # Evaluation runs (batch) never pin: a case's context does not depend on the case before it.
+    batch = await at("rate * weight + fee", [edited], priority="batch")
+    assert "context.pinned" not in batch.timings  # type: ignore[attr-defined]
+    await assistant.aclose()

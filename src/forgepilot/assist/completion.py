@@ -327,6 +327,8 @@ class CompletionService:
             max_tokens=max_tokens,
             recent=request.recent,
             enabled=request.context,
+            # An editor typing at one spot keeps that spot's snippets: the cached prompt stays valid.
+            pin=request.priority == "interactive",
         )
         context_s = time.perf_counter() - t - ctx.seconds.get("render", 0.0)
         stop = ("\n",) if mode == "inline" and doc.prefix.rpartition("\n")[2].strip() else ()

@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +44,31 @@ _STOP = frozenset(
 )
 _SNIPPET_OVERHEAD_TOKENS = 12
 _GROUP = 16  # lines counted together when trimming prefix and suffix  # path line and separators around each snippet
+
+
+#: How far the cursor may move (lines) and for how long (seconds) a spot keeps its pinned snippets.
+PIN_LINES = 12
+PIN_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class _Spot:
+    path: str
+    family: str
+    line: int
+    #: The open files (path and content hash): another file opened or edited chooses again.
+    recent: tuple[tuple[str, int], ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}\x00{self.path}"
+
+
+@dataclass
+class _Pin:
+    spot: _Spot
+    chosen: list[Snippet]
+    at: float
 
 
 class CachedCounter:
@@ -150,6 +176,7 @@ class ContextBuilder:
         )
         self.searcher = Searcher(workspace) if workspace else None
         self._counters: dict[int, CachedCounter] = {}
+        self._pins: OrderedDict[str, _Pin] = OrderedDict()
         # One thread for the serving path's CPU work (context assembly, post-processing parses, query embeddings):
         # off the event loop, and one at a time, so the caches above need no locks of their own.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="context")
@@ -256,8 +283,15 @@ class ContextBuilder:
         max_tokens: int,
         recent: Sequence[OpenFile] = (),
         enabled: bool = True,
+        pin: bool = False,
     ) -> ContextResult:
-        """The prompt for completing ``doc`` at its cursor; ``enabled=False`` sends prefix and suffix alone."""
+        """The prompt for completing ``doc`` at its cursor; ``enabled=False`` sends prefix and suffix alone.
+
+        ``pin`` (an editor typing at one spot) keeps the snippets chosen at this spot while the cursor stays within
+        ``PIN_LINES`` lines for ``PIN_SECONDS`` and they still fit: the prompt before the prefix then stays the same
+        tokens, and the model's cache reuses them instead of evaluating the whole prompt again at every keystroke.
+        Evaluation and data generation never pin: their answers must not depend on the order of their cases.
+        """
         s = self.settings
         count = self.cached(count)
         budget = max_context - max_tokens
@@ -281,29 +315,21 @@ class ContextBuilder:
         seconds["prefix_suffix"] = time.perf_counter() - t
 
         located = self.locate(doc) if enabled else None
-        candidates = self.collect(doc, recent, located, seconds) if enabled else {}
-        t = time.perf_counter()
-        room = budget - prefix_tokens - suffix_tokens
-        chosen: list[Snippet] = []
-        dropped: dict[str, int] = {}
-        used_tokens = 0
-        # A snippet repeating what the prompt already holds (the same file's text) is not worth its tokens.
-        spans: list[tuple[str, int, int]] = []
         current = located.path if located else doc.path
-        for source in ("related", "similar", "retrieved"):
-            for snip in candidates.get(source, []):
-                if snip.path == current or any(
-                    p == snip.path and a <= snip.end_line and snip.start_line <= b for p, a, b in spans
-                ):
-                    continue
-                fitted = self._fit(snip, room - used_tokens, count)
-                if fitted is None:
-                    dropped[source] = dropped.get(source, 0) + 1
-                    continue
-                snip, tokens = fitted
-                chosen.append(snip)
-                spans.append((snip.path, snip.start_line, snip.end_line))
-                used_tokens += tokens
+        room = budget - prefix_tokens - suffix_tokens
+        spot = _Spot(doc.path, template.family, doc.cursor_line, tuple((f.path, hash(f.text)) for f in recent))
+        chosen = self._pinned(spot, room, count) if enabled and pin else None
+        dropped: dict[str, int] = {}
+        if chosen is None:
+            candidates = self.collect(doc, recent, located, seconds) if enabled else {}
+            t = time.perf_counter()
+            chosen, dropped = self._choose(candidates, current, room, count)
+            if enabled and pin:
+                self._pin(spot, chosen)
+        else:
+            t = time.perf_counter()
+            seconds["pinned"] = 0.0
+        used_tokens = sum(count(s.text) + _SNIPPET_OVERHEAD_TOKENS for s in chosen)
         seconds["budget"] = time.perf_counter() - t
         t = time.perf_counter()
         comment = doc.language.line_comment if doc.language else None
@@ -332,6 +358,48 @@ class ContextBuilder:
             format=rendered.format,
             indent=indent,
         )
+
+    def _choose(
+        self, candidates: dict[str, list[Snippet]], current: str, room: int, count: TokenCounter
+    ) -> tuple[list[Snippet], dict[str, int]]:
+        """Snippets in source priority order while they fit ``room``; how many of each source did not fit."""
+        chosen: list[Snippet] = []
+        dropped: dict[str, int] = {}
+        used_tokens = 0
+        # A snippet repeating what the prompt already holds (the same file's text) is not worth its tokens.
+        spans: list[tuple[str, int, int]] = []
+        for source in ("related", "similar", "retrieved"):
+            for snip in candidates.get(source, []):
+                if snip.path == current or any(
+                    p == snip.path and a <= snip.end_line and snip.start_line <= b for p, a, b in spans
+                ):
+                    continue
+                fitted = self._fit(snip, room - used_tokens, count)
+                if fitted is None:
+                    dropped[source] = dropped.get(source, 0) + 1
+                    continue
+                snip, tokens = fitted
+                chosen.append(snip)
+                spans.append((snip.path, snip.start_line, snip.end_line))
+                used_tokens += tokens
+        return chosen, dropped
+
+    def _pinned(self, spot: _Spot, room: int, count: TokenCounter) -> list[Snippet] | None:
+        """The snippets pinned at this spot, if the cursor is still near it, recently, and they still fit."""
+        found = self._pins.get(spot.key)
+        if found is None or found.spot.recent != spot.recent or abs(found.spot.line - spot.line) > PIN_LINES:
+            return None
+        if time.monotonic() - found.at > PIN_SECONDS:
+            return None
+        if sum(count(s.text) + _SNIPPET_OVERHEAD_TOKENS for s in found.chosen) > room:
+            return None
+        return found.chosen
+
+    def _pin(self, spot: _Spot, chosen: list[Snippet]) -> None:
+        self._pins[spot.key] = _Pin(spot, chosen, time.monotonic())
+        self._pins.move_to_end(spot.key)
+        while len(self._pins) > 64:
+            self._pins.popitem(last=False)
 
     @staticmethod
     def _fit(snip: Snippet, room: int, count: TokenCounter) -> tuple[Snippet, int] | None:
