@@ -105,6 +105,10 @@ class ContextSettings(BaseModel):
     related_max: int = Field(default=8, ge=0)
     #: A related definition's body is included when it has at most this many lines (else signature and doc).
     related_body_max_lines: int = Field(default=30, ge=0)
+    #: Signatures of what the file imports from the repository (``context/reachable.py``): the API on offer where
+    #: a line starts with a name defined elsewhere.
+    imports: bool = True
+    imports_max: int = Field(default=3, ge=0)
     retrieved: bool = True
     retrieved_top: int = Field(default=3, ge=0)
     #: Query embeddings cost ~10-20 ms on a CPU: completions retrieve lexically; ask-the-codebase uses vectors too.

@@ -314,15 +314,17 @@ def test_cli_context_ablation(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert [r["label"] for r in runs] == [
         None,
         "ablation: -related",
+        "ablation: -imports",
         "ablation: -similar",
         "ablation: -retrieved",
         "ablation: in-file only",
     ]
     assert [r["config"]["sources"] for r in runs] == [
+        ["related", "imports", "similar", "retrieved"],
+        ["imports", "similar", "retrieved"],
         ["related", "similar", "retrieved"],
-        ["similar", "retrieved"],
-        ["related", "retrieved"],
-        ["related", "similar"],
+        ["related", "imports", "retrieved"],
+        ["related", "imports", "similar"],
         [],
     ]
     assert main(["eval", "run", "humaneval", "--model", "fake:coder", "--ablate"]) == 2

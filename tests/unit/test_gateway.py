@@ -171,8 +171,8 @@ async def test_assist_complete_returns_text_and_why(isolated_state: Path) -> Non
     why = body["why"]
     assert why["format"] == "repo-level" and why["template_id"] == "complete" and len(why["template_version"]) == 16
     sources = {(s["source"], s["path"]) for s in why["sources"]}
-    # Cart (the parameter's type, imported) is a related definition; the sibling tax module is similar code.
-    assert ("related", "src/shop/models.py") in sources and ("similar", "src/shop/payments/tax.py") in sources
+    # Cart (the parameter's type, imported) is a related definition; the imported tax module is shown by its API.
+    assert ("related", "src/shop/models.py") in sources and ("imports", "src/shop/payments/tax.py") in sources
     assert {"context", "render", "first_token", "total"} <= set(why["timings_ms"])
     # The same request again is served from the cache.
     r2 = await client.post(

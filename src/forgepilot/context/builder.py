@@ -22,10 +22,11 @@ from typing import Any, TypeVar
 from forgepilot.backends.fim import FimTemplate
 from forgepilot.config import ContextSettings
 from forgepilot.context.locate import Located, locate
+from forgepilot.context.reachable import ImportedSignatures
 from forgepilot.context.related import FileLines, RelatedDefinitions
 from forgepilot.context.render import render_completion
 from forgepilot.context.similar import SimilarWindows
-from forgepilot.context.types import ContextResult, Document, OpenFile, Snippet, held_back_whitespace
+from forgepilot.context.types import SNIPPET_SOURCES, ContextResult, Document, OpenFile, Snippet, held_back_whitespace
 from forgepilot.index.indexer import Workspace
 from forgepilot.index.search import Filters, Searcher
 from forgepilot.prompts import PromptRegistry, builtin_registry
@@ -174,6 +175,7 @@ class ContextBuilder:
             if workspace
             else None
         )
+        self.imports = ImportedSignatures(workspace.store) if workspace else None
         self.searcher = Searcher(workspace) if workspace else None
         self._counters: dict[int, CachedCounter] = {}
         self._pins: OrderedDict[str, _Pin] = OrderedDict()
@@ -215,6 +217,10 @@ class ContextBuilder:
             t = time.perf_counter()
             found["related"] = self.related.collect(doc, located, s.related_max)
             seconds["related"] = time.perf_counter() - t
+        if s.imports and self.imports is not None and located is not None:
+            t = time.perf_counter()
+            found["imports"] = self.imports.collect(doc, located, s.imports_max)
+            seconds["imports"] = time.perf_counter() - t
         if s.similar and s.similar_top > 0:
             t = time.perf_counter()
             files = self._similar_files(doc, recent, located)
@@ -368,7 +374,7 @@ class ContextBuilder:
         used_tokens = 0
         # A snippet repeating what the prompt already holds (the same file's text) is not worth its tokens.
         spans: list[tuple[str, int, int]] = []
-        for source in ("related", "similar", "retrieved"):
+        for source in SNIPPET_SOURCES:
             for snip in candidates.get(source, []):
                 if snip.path == current or any(
                     p == snip.path and a <= snip.end_line and snip.start_line <= b for p, a, b in spans

@@ -9,8 +9,9 @@ from forgepilot.backends.base import Segment
 from forgepilot.errors import UserError
 from forgepilot.syntax.languages import LANGUAGES, Language, detect_language
 
-SourceName = Literal["prefix", "suffix", "related", "similar", "retrieved"]
-SNIPPET_SOURCES: tuple[SourceName, ...] = ("related", "similar", "retrieved")
+SourceName = Literal["prefix", "suffix", "related", "imports", "similar", "retrieved"]
+#: Snippet sources in budget priority order.
+SNIPPET_SOURCES: tuple[SourceName, ...] = ("related", "imports", "similar", "retrieved")
 
 
 @dataclass(frozen=True)

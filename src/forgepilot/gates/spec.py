@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from forgepilot.context.types import SNIPPET_SOURCES
 from forgepilot.errors import FileError, UserError
 from forgepilot.yamlio import YamlSyntaxError, line_of, load_with_lines, strip_lines
 
@@ -32,7 +33,7 @@ class Candidate(_Strict):
 
     model: str | None = None
     alias: str | None = Field(default=None, description="Judge what this deployment alias points at instead.")
-    sources: list[str] = Field(default_factory=lambda: ["related", "similar", "retrieved"])
+    sources: list[str] = Field(default_factory=lambda: [str(s) for s in SNIPPET_SOURCES])
     temperature: float = 0.0
     max_tokens: int | None = None
     #: The candidate's training dataset folder (``dataset build`` output): memorisation, OOD and lineage.

@@ -123,6 +123,26 @@ class FileRow:
 
 
 @dataclass(frozen=True)
+class ImportTarget:
+    """A repository file another file imports, and the names (from-imports) it takes from it."""
+
+    file_id: int
+    path: str
+    names: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Definition:
+    name: str
+    qualified_name: str
+    kind: str
+    signature: str
+    doc: str | None
+    start_line: int
+    end_line: int
+
+
+@dataclass(frozen=True)
 class Repository:
     id: int
     root: str
@@ -222,6 +242,27 @@ class Store(SqliteStore):
             "SELECT id FROM files WHERE repo_id = ? AND path = ? AND status = 'indexed'", (repo_id, path)
         ).fetchone()
         return None if row is None else int(row[0])
+
+    def import_targets(self, file_id: int) -> list[ImportTarget]:
+        """The repository files ``file_id`` imports, each with the names its import statements took from it."""
+        rows = self.conn.execute(
+            "SELECT import_edges.target_file_id, files.path, group_concat(imports.names, ' ') AS names "
+            "FROM imports JOIN import_edges ON import_edges.import_id = imports.id "
+            "JOIN files ON files.id = import_edges.target_file_id "
+            "WHERE imports.file_id = ? AND import_edges.target_file_id != ? "
+            "GROUP BY import_edges.target_file_id ORDER BY min(imports.line)",
+            (file_id, file_id),
+        ).fetchall()
+        return [ImportTarget(int(r[0]), str(r[1]), frozenset((r[2] or "").split())) for r in rows]
+
+    def definitions_in(self, file_id: int) -> list[Definition]:
+        """The definitions of an indexed file, in file order."""
+        rows = self.conn.execute(
+            "SELECT name, qualified_name, kind, signature, doc, start_line, end_line FROM symbols "
+            "WHERE file_id = ? ORDER BY start_line",
+            (file_id,),
+        ).fetchall()
+        return [Definition(*r) for r in rows]
 
     def get_meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
