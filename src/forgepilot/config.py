@@ -93,6 +93,9 @@ class ContextSettings(BaseModel):
     max_prompt_tokens: int | None = Field(default=1536, gt=0)
     #: Share of the budget for the text after the cursor (the rest goes to the prefix and snippets).
     suffix_share: float = Field(default=0.15, ge=0.0, le=0.9)
+    #: Lines after the cursor the prompt holds at most (None: as many as the share allows). Every keystroke
+    #: evaluates the text after the cursor again: fewer lines, faster answers while typing.
+    suffix_max_lines: int | None = Field(default=None, ge=1)
     #: Share of the budget the snippets (related, similar, retrieved) may take at most.
     snippet_share: float = Field(default=0.5, ge=0.0, le=0.9)
     similar: bool = True
@@ -128,6 +131,8 @@ class AssistSettings(BaseModel):
     block_max_tokens: int = Field(default=256, gt=0)
     block_max_lines: int = Field(default=40, gt=0)
     chat_max_tokens: int = Field(default=768, gt=0)
+    #: Seconds an editor's completion may generate after its first token (None: until max_tokens or a stop).
+    completion_predict_s: float | None = Field(default=None, gt=0)
 
 
 class GatewaySettings(BaseModel):

@@ -343,6 +343,7 @@ class CompletionService:
             stop=stop,
             priority=request.priority,
             deadline_s=request.deadline_s,
+            predict_s=s.completion_predict_s if request.priority == "interactive" else None,
             cancel=cancel,
         )
         cache_key = None
@@ -412,8 +413,9 @@ class CompletionService:
             context_tokens=ctx.tokens,
             dropped=ctx.dropped,
         )
-        # A generation cut by the request's time budget is not the model's answer: never replay it.
-        if cache_key is not None and not (result.finish_reason == "length" and request.deadline_s is not None):
+        # A generation cut by a time budget is not the model's answer: never replay it.
+        timed = request.deadline_s is not None or model_request.predict_s is not None
+        if cache_key is not None and not (result.finish_reason == "length" and timed):
             self.cache.put(cache_key, out)
         if reuse:
             self.typed_ahead.remember(typed_key, doc, out)

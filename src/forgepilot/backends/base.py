@@ -63,7 +63,8 @@ class CompletionRequest:
 
     ``segments`` is an already rendered model-specific prompt (FIM or repository-level), sent as given: its control
     segments as the template's markers, its text segments as plain text; ``prompt`` is then its text, for logs.
-    ``deadline_s`` stops generation after that many seconds of wall-clock time (finish reason ``length``).
+    ``deadline_s`` stops generation after that many seconds of wall-clock time, queue and prompt included, and
+    ``predict_s`` after that many seconds of generating (finish reason ``length`` for both).
     """
 
     prompt: str
@@ -76,6 +77,9 @@ class CompletionRequest:
     segments: tuple[Segment, ...] | None = None
     priority: Priority = "interactive"
     deadline_s: float | None = None
+    #: Seconds generation may run after its first token (llama.vscode's ``t_max_predict_ms``): a suggestion while
+    #: typing is worth less than the next keystroke. Finish reason ``length`` when it cuts.
+    predict_s: float | None = None
     cancel: CancelToken | None = None
 
     @property

@@ -246,6 +246,7 @@ class LlamaHost:
         emit: Callable[[object], None],
         rank: int = 0,
         deadline: float | None = None,
+        predict_s: float | None = None,
     ) -> None:
         """Run one generation on the worker thread, handing chunks to ``emit``; the last one carries usage.
 
@@ -263,13 +264,18 @@ class LlamaHost:
         cached = llama_cpp.Llama.longest_token_prefix(llm._input_ids[: llm.n_tokens], tokens)
         calls = 0
         out_of_time = False
+        first_token_at = 0.0
 
         def keep_going(input_ids: Any, logits: Any) -> bool:
             # Called once per sampled token, plus once after the loop: count, stop at once on cancellation or at
             # the deadline, and let a more urgent request use the model before the next token.
-            nonlocal calls, out_of_time
+            nonlocal calls, out_of_time, first_token_at
             calls += 1
-            if deadline is not None and time.monotonic() > deadline:
+            now = time.monotonic()
+            first_token_at = first_token_at or now
+            if (deadline is not None and now > deadline) or (
+                predict_s is not None and now - first_token_at > predict_s
+            ):
                 out_of_time = True
                 return True
             if not cancel.cancelled:
@@ -443,6 +449,7 @@ class LlamaCppBackend(Backend):
                     emit=emit,
                     rank=rank,
                     deadline=deadline,
+                    predict_s=request.predict_s if isinstance(request, CompletionRequest) else None,
                 )
             except BaseException as exc:  # handed to the awaiting coroutine, re-raised there
                 emit(exc)

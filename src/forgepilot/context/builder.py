@@ -306,8 +306,11 @@ class ContextBuilder:
         budget = max(budget, 16)
         seconds: dict[str, float] = {}
         t = time.perf_counter()
+        after = doc.suffix
+        if s.suffix_max_lines is not None:
+            after = "".join(after.splitlines(keepends=True)[: s.suffix_max_lines + 1])  # + the cursor's own line
         suffix, suffix_tokens = (
-            take_head(doc.suffix, int(budget * s.suffix_share), count) if template.supports_fim else ("", 0)
+            take_head(after, int(budget * s.suffix_share), count) if template.supports_fim else ("", 0)
         )
         # The cursor's line after the cursor is kept even when the suffix budget is tiny: it decides inline mode.
         if template.supports_fim and not suffix and doc.suffix:
