@@ -167,9 +167,18 @@ def imported_names(sf: SourceFile, files: RepoFiles, load: Loader) -> CrossFileN
     )
 
 
-def _in_string(line: str, col: int) -> bool:
-    before = line[:col]
-    return any(before.count(q) % 2 for q in ('"', "'", "`"))
+def _in_text(sf: SourceFile, offset: int) -> bool:
+    """True when the character at ``offset`` is inside a string, a docstring or a comment (prose, not code)."""
+    tree = sf.syntax.tree
+    if tree is None:
+        return False
+    byte = offset if len(sf.data) == len(sf.text) else len(sf.text[:offset].encode("utf-8", "surrogatepass"))
+    node = tree.root_node.descendant_for_byte_range(byte, byte)
+    while node is not None:
+        if "comment" in node.type or "string" in node.type:
+            return True
+        node = node.parent
+    return False
 
 
 def _call_end(line: str, open_at: int) -> int | None:
@@ -214,10 +223,10 @@ def _holes(sf: SourceFile, names: CrossFileNames, kinds: set[str]) -> list[_Hole
             continue
         for m in _IDENT.finditer(line):
             name = m.group()
-            if _in_string(line, m.start()) or _DEFINITION_AFTER.match(line, m.end()):
+            if _DEFINITION_AFTER.match(line, m.end()):
                 continue
             defined_in = _cross_file(line, m, names)
-            if defined_in is None:
+            if defined_in is None or _in_text(sf, start_of_line + m.start()):
                 continue
             rest = line[m.start() :].rstrip()
             after = line[m.end() :]
