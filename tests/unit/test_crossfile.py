@@ -20,6 +20,8 @@ var debug = require('debug')('router');
 function Router() {}
 
 Router.prototype.route = function route(path) {
+  // Route(path) makes the route; compile(path) its matcher.
+  var label = 'Route(' + path + ')';
   var route = new Route(norm(path));
   this.stack.push(compile(path, route.dispatch.bind(route)));
   debug('new route %s', path);
@@ -77,8 +79,9 @@ def test_javascript_holes_follow_require_and_import_bindings_only(tmp_path: Path
     assert ("crossfile_api", "compile(path, route.dispatch.bind(route))") in holes
     # ``debug`` is a package, not a file of the repository; ``route`` here is a local variable.
     assert not any(c.startswith(("debug", "route.")) for _, c in holes)
-    # Import lines are never holes.
+    # Import lines are never holes, and neither are comments or strings that name an imported function.
     assert not any("require(" in str(c) for _, c in holes)
+    assert not any(str(c).startswith(("Route(path) makes", "Route(' +")) for _, c in holes)
 
 
 def test_cross_file_holes_are_a_suite_sliced_by_kind(tmp_path: Path) -> None:
@@ -87,3 +90,20 @@ def test_cross_file_holes_are_a_suite_sliced_by_kind(tmp_path: Path) -> None:
     suite = load_suite(tmp_path / "out")
     assert {c.slices["task"] for c in suite.cases} == set(KINDS)
     assert all(c.input["mode"] == "inline" for c in suite.cases)
+
+
+def test_docstrings_that_name_an_imported_function_are_not_holes(tmp_path: Path) -> None:
+    root = tmp_path / "shop"
+    (root / "shop").mkdir(parents=True)
+    (root / "shop" / "__init__.py").write_text("")
+    (root / "shop" / "pricing.py").write_text("def total(items):\n    return sum(items)\n")
+    (root / "shop" / "cart.py").write_text(
+        "from shop.pricing import total\n\n\ndef checkout(items):\n"
+        '    """Add up the items.\n\n    total(items) is what the customer pays.\n    """\n'
+        "    return total(items)\n"
+    )
+    rows = build(tmp_path, root)
+    assert {(r["kind"], r["completion"], r["start_line"]) for r in rows} == {
+        ("crossfile_line", "total(items)", 9),
+        ("crossfile_api", "total(items)", 9),
+    }
