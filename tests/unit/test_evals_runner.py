@@ -327,6 +327,9 @@ def test_cli_context_ablation(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         ["related", "imports", "similar"],
         [],
     ]
+    # The text report says what each source is worth: the change without it, and the holes it won or lost.
+    assert main(["eval", "run", str(path), "--model", "fake:coder", "--ablate"]) == 0
+    assert "ablation: -imports" in (err := capsys.readouterr().err) and "holes the source(s) won 0, lost 0" in err
     assert main(["eval", "run", "humaneval", "--model", "fake:coder", "--ablate"]) == 2
     assert "needs a completion suite" in capsys.readouterr().err
 

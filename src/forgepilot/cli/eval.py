@@ -144,7 +144,7 @@ def run_(
     for row in rows:
         out.print(f"{row.id}  {escape(row.label or row.suite)}  {escape(row.model)}  {escape(_headline(row))}")
     if ablate:
-        _print_ablation(rows)
+        _print_ablation(rows, store)
 
 
 async def _run_one(runner: object, suite: object, config: object, resume: str | None, fresh: bool) -> RunRow:
@@ -157,16 +157,25 @@ async def _run_one(runner: object, suite: object, config: object, resume: str | 
         await runner.aclose()
 
 
-def _print_ablation(rows: list[RunRow]) -> None:
+def _print_ablation(rows: list[RunRow], store: EvalStore) -> None:
+    """Each configuration against all sources, and what each source is worth: the change when it is switched
+    off, and the holes it won (exact only with it) or lost (exact only without it)."""
+    from forgepilot.evals.compare import case_wins
+
     base = rows[0].summary["metrics"] if rows[0].summary else {}
+    base_results = store.results(rows[0].id)
     err.print("\ncontext ablation (exact match / edit similarity; change against all sources)")
     for row in rows:
         m = row.summary["metrics"] if row.summary else {}
         em, es = m.get("em", 0.0), m.get("es", 0.0)
-        err.print(
+        line = (
             f"  {escape(row.label or 'all sources'):<36} EM {em:.4f} ({em - base.get('em', 0.0):+.4f})"
             f"  ES {es:.4f} ({es - base.get('es', 0.0):+.4f})"
         )
+        if row is not rows[0]:
+            won, lost = case_wins(base_results, store.results(row.id), "em")
+            line += f"  holes the source(s) won {won}, lost {lost}"
+        err.print(line)
 
 
 @app.command("list")

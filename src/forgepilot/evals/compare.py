@@ -109,6 +109,22 @@ def case_figures(kind: str, result: dict[str, Any]) -> dict[str, float]:
     return {"correct": 1.0 if result.get("correct") else 0.0}
 
 
+def case_wins(
+    results_a: Sequence[dict[str, Any]], results_b: Sequence[dict[str, Any]], figure: str, kind: str = "completion"
+) -> tuple[int, int]:
+    """Cases (matched by id) where run A's ``figure`` beat run B's, and where it lost."""
+    by_b = {r["case_id"]: r for r in results_b}
+    won = lost = 0
+    for r in results_a:
+        other = by_b.get(r["case_id"])
+        if other is None:
+            continue
+        a, b = case_figures(kind, r)[figure], case_figures(kind, other)[figure]
+        won += a > b
+        lost += a < b
+    return won, lost
+
+
 def compare_results(
     kind: str,
     results_a: Sequence[dict[str, Any]],
