@@ -24,6 +24,11 @@ MAX_SIGNATURES = 24
 MAX_METHODS = 8
 
 
+def _line(d: Definition) -> str:
+    signature = d.signature.strip()
+    return signature.splitlines()[0] if signature else d.name
+
+
 def _public(d: Definition) -> bool:
     return not d.name.startswith("_") or d.name == "__init__"
 
@@ -70,17 +75,26 @@ class ImportedSignatures:
         chosen = sorted(chosen, key=lambda d: (d.name not in near, d.start_line))[: self.max_signatures]
         if not chosen:
             return None
-        out: list[str] = []
-        for d in sorted(chosen, key=lambda d: d.start_line):
-            out.append(d.signature.strip().splitlines()[0] if d.signature.strip() else d.name)
+        # Definitions in priority order until the stub is full, then shown in file order.
+        blocks: list[tuple[int, list[str]]] = []
+        room = self.max_signatures
+        for d in chosen:
+            block = [_line(d)]
             if d.kind in _CLASS_KINDS:
                 methods = [
                     m
                     for m in defs
                     if m.qualified_name.startswith(d.name + ".") and m.qualified_name.count(".") == 1 and _public(m)
                 ]
-                for m in methods[:MAX_METHODS]:
-                    out.append(indent + (m.signature.strip().splitlines()[0] if m.signature.strip() else m.name))
+                block += [indent + _line(m) for m in methods[:MAX_METHODS]]
+            if len(block) > room:
+                block = block[: max(room, 0)]
+            if not block:
+                break
+            blocks.append((d.start_line, block))
+            room -= len(block)
+        out = [line for _, block in sorted(blocks) for line in block]
+        chosen = [d for d in chosen if any(d.start_line == b for b, _ in blocks)]
         start = min(d.start_line for d in chosen)
         end = max(d.end_line for d in chosen)
         return Snippet("imports", path, start, end, "\n".join(out), 1.0, label=",".join(d.name for d in chosen))
