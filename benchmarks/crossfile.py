@@ -31,7 +31,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("FORGEPILOT_BENCH_CACHE", Path.home() / ".cache" / "forgepilot" / "bench"))
-SOURCES = ("related", "similar", "retrieved")
 #: (registry, name, version) per language: packages whose modules import each other, none of them ours.
 REPOS: dict[str, list[tuple[str, str, str]]] = {
     "python": [
@@ -144,12 +143,17 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--no-ablate", action="store_true")
     parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="a setting for every run, e.g. context.related_max=3 (JSON values; repeatable)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/crossfile.json")
     args = parser.parse_args()
 
     import tempfile
 
     from forgepilot.config import load_settings
+    from forgepilot.context.types import SNIPPET_SOURCES as SOURCES
     from forgepilot.datagen.pipeline import open_builder
     from forgepilot.evals.store import EvalStore
 
@@ -157,6 +161,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fp-bench-crossfile-") as tmp:
         state = Path(tmp)
         settings = load_settings()
+        for assignment in args.set:
+            key, _, value = assignment.partition("=")
+            section, _, name = key.partition(".")
+            part = getattr(settings, section)
+            setattr(settings, section, part.model_copy(update={name: json.loads(value)}))
+        result["settings"] = args.set
         models_dir = settings.models_dir
         settings.state_dir = state / "fp"
         settings.state_dir.mkdir(parents=True)
