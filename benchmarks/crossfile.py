@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +83,13 @@ def holes_for(language: str, count: int, state: Path, builder: Any) -> tuple[Any
     ranked = sorted(full.cases, key=lambda c: hashlib.sha256(c.id.encode()).hexdigest())[:count]
     sha = hashlib.sha256(("".join(c.id for c in ranked)).encode()).hexdigest()
     suite = Suite(f"crossfile-{language}", "completion", ranked, full.source, sha, "cross-file holes")
-    repos = [{"name": f"{n}-{v}", "registry": r, "holes_built": 0} for r, n, v in REPOS[language]]
-    for c in full.cases:
-        for repo in repos:
-            if c.input["repository"] == repo["name"]:
-                repo["holes_built"] += 1
-    return suite, [{**r, "instances": report.instances} for r in repos]
+    built = Counter(str(c.input["repository"]) for c in full.cases)
+    sampled = Counter(str(c.input["repository"]) for c in ranked)
+    repos = [
+        {"name": f"{n}-{v}", "registry": r, "holes_built": built[f"{n}-{v}"], "holes_sampled": sampled[f"{n}-{v}"]}
+        for r, n, v in REPOS[language]
+    ]
+    return suite, repos
 
 
 def run_config(
