@@ -78,7 +78,7 @@ def holes_for(language: str, count: int, state: Path, builder: Any) -> tuple[Any
 
     roots = [fetch(*repo) for repo in REPOS[language]]
     out = state / f"dataset-{language}"
-    report = builder.build(roots, BuildOptions(out=out, kinds=("crossfile_line", "crossfile_api"), resume=False))
+    builder.build(roots, BuildOptions(out=out, kinds=("crossfile_line", "crossfile_api"), resume=False))
     full = load_suite(out)
     ranked = sorted(full.cases, key=lambda c: hashlib.sha256(c.id.encode()).hexdigest())[:count]
     sha = hashlib.sha256(("".join(c.id for c in ranked)).encode()).hexdigest()
