@@ -65,3 +65,23 @@ async def test_an_editor_typing_at_one_spot_keeps_its_snippets_and_evaluations_d
     batch = await at("rate * weight + fee", [edited], priority="batch")
     assert "context.pinned" not in batch.timings  # type: ignore[attr-defined]
     await assistant.aclose()
+
+
+async def test_suffix_first_layout_ends_the_prompt_at_the_cursor(isolated_state: Path) -> None:
+    from forgepilot.config import ContextSettings
+
+    backend = FakeBackend("fake:coder", replies=lambda prompt: " shipping_cost(w)\n")
+    settings = load_settings()
+    settings.context = ContextSettings(layout="suffix-first")
+    assistant = Assistant(settings, workspace=None, preset={backend.name: backend})
+    head, tail = "def cost(w):\n    total = ", "\n    return total\n"
+    recent = [OpenFile("rates.py", "def shipping_cost(w):\n    return w * 2\n")]
+    doc = Document.at("shop.py", head + tail, offset=len(head), language="python")
+    result = await assistant.completions.complete(CompletionInput(document=doc, model=backend.name, recent=recent))
+    prompt = backend.prompts[-1]
+    # The text after the cursor comes first (as a file of its own), and the prompt ends where the user types: typing
+    # only appends to it. The trailing space is held back for the model to write (" shipping_cost").
+    assert "<|file_sep|>shop.py (after the cursor)\n\n    return total\n" in prompt
+    assert prompt.endswith("<|file_sep|>shop.py\ndef cost(w):\n    total =") and "<|fim_middle|>" not in prompt
+    assert result.text == "shipping_cost(w)"
+    await assistant.aclose()

@@ -306,18 +306,17 @@ class ContextBuilder:
         budget = max(budget, 16)
         seconds: dict[str, float] = {}
         t = time.perf_counter()
-        after = doc.suffix
+        after = doc.suffix if s.layout != "left-to-right" else ""
         if s.suffix_max_lines is not None:
             after = "".join(after.splitlines(keepends=True)[: s.suffix_max_lines + 1])  # + the cursor's own line
-        suffix, suffix_tokens = (
-            take_head(after, int(budget * s.suffix_share), count) if template.supports_fim else ("", 0)
-        )
+        shows_suffix = template.supports_fim or s.layout == "suffix-first"
+        suffix, suffix_tokens = take_head(after, int(budget * s.suffix_share), count) if shows_suffix else ("", 0)
         # The cursor's line after the cursor is kept even when the suffix budget is tiny: it decides inline mode.
-        if template.supports_fim and not suffix and doc.suffix:
-            suffix = doc.suffix.split("\n", 1)[0]
+        if shows_suffix and not suffix and after:
+            suffix = after.split("\n", 1)[0]
             suffix_tokens = count(suffix)
         snippet_reserve = int(budget * s.snippet_share) if enabled else 0
-        indent = held_back_whitespace(doc.prefix)
+        indent = held_back_whitespace(doc.prefix, left_to_right=s.layout != "fim" or not template.supports_fim)
         prefix, prefix_tokens = take_tail(
             doc.prefix[: len(doc.prefix) - len(indent)], max(budget - suffix_tokens - snippet_reserve, 8), count
         )
@@ -351,6 +350,7 @@ class ContextBuilder:
             comment=comment,
             repo_name=located.repository.name if located else None,
             prompts=self.prompts,
+            layout=s.layout,
         )
         seconds["render"] = time.perf_counter() - t
         return ContextResult(

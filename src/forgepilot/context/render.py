@@ -40,6 +40,7 @@ def render_completion(
     comment: str | None,
     repo_name: str | None,
     prompts: PromptRegistry | None = None,
+    layout: str = "fim",
 ) -> Rendered:
     prompts = prompts or builtin_registry()
     # Nothing after a cursor at the start of a line: fill-in-the-middle has no middle to fill, and code models
@@ -51,6 +52,11 @@ def render_completion(
     fill: str | None = suffix if suffix.strip() or not at_line_start or not template.supports_fim else None
     # Models attend most to what is nearest the cursor: the best snippet goes last, just before the current file.
     snippets = list(reversed(snippets))
+    if layout != "fim":
+        # Left to right: the prompt ends at the cursor. Suffix-first shows the text after the cursor just before it.
+        fill = None if template.supports_fim else fill
+        if layout == "suffix-first" and suffix.strip():
+            snippets.append(Snippet("suffix", f"{path} (after the cursor)", 0, 0, suffix, 1.0))
     complete = prompts.get(COMPLETE_TEMPLATE)
     record = {"template_id": complete.name, "template_version": complete.version}
     if template.supports_repo_level and template.supports_fim:

@@ -148,7 +148,11 @@ class ContextResult:
         return self.segments is not None
 
 
-def held_back_whitespace(prefix: str) -> str:
-    """The space the prompt leaves for the model to write: the last one of an indentation-only cursor line."""
+def held_back_whitespace(prefix: str, *, left_to_right: bool = False) -> str:
+    """The space the prompt leaves for the model to write: the last one of an indentation-only cursor line, and,
+    when the prompt ends at the cursor (left to right), the last space of any line (``x = `` ends in a token the
+    model never writes alone: it writes `` 1``)."""
     line = prefix.rpartition("\n")[2]
-    return " " if line.endswith(" ") and not line.strip() else ""
+    if not line.endswith(" "):
+        return ""
+    return " " if left_to_right or not line.strip() else ""
