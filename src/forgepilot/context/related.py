@@ -240,12 +240,15 @@ class RelatedDefinitions:
                 scored.append((score, order[name], r))
         scored.sort(key=lambda t: (-t[0], t[1], len(t[2]["qualified_name"])))
         seen: set[tuple[str, int]] = set()
+        names_seen: set[str] = set()
         snippets = []
         for score, _, r in scored:
             key = (r["path"], r["start_line"])
-            if key in seen:
+            # One definition per qualified name: a property's getter and setter say the same thing twice.
+            if key in seen or r["qualified_name"] in names_seen:
                 continue
             seen.add(key)
+            names_seen.add(r["qualified_name"])
             snippets.append(self._snippet(located, r, score))
             if len(snippets) >= limit:
                 break
