@@ -71,6 +71,13 @@ def fetch(registry: str, name: str, version: str) -> Path:
     return target
 
 
+def hole_key(case: Any) -> str:
+    """A hole's identity from where it is and what it holds: the same across code versions (an instance id also
+    hashes its rendered prompt, which changes with the context engine), so before / after runs share their holes."""
+    where = (case.input["repository"], case.input["path"], len(case.input["prefix"]), case.slices.get("task"))
+    return hashlib.sha256(json.dumps([*where, case.expected]).encode()).hexdigest()[:20]
+
+
 def holes_for(language: str, count: int, state: Path, builder: Any) -> tuple[Any, list[dict[str, Any]]]:
     """The suite of ``count`` holes of ``language`` (a stable-hash sample), cut and indexed by ``builder``."""
     from forgepilot.datagen.pipeline import BuildOptions
@@ -80,7 +87,7 @@ def holes_for(language: str, count: int, state: Path, builder: Any) -> tuple[Any
     out = state / f"dataset-{language}"
     builder.build(roots, BuildOptions(out=out, kinds=("crossfile_line", "crossfile_api"), resume=False))
     full = load_suite(out)
-    ranked = sorted(full.cases, key=lambda c: hashlib.sha256(c.id.encode()).hexdigest())[:count]
+    ranked = sorted(full.cases, key=hole_key)[:count]
     sha = hashlib.sha256(("".join(c.id for c in ranked)).encode()).hexdigest()
     suite = Suite(f"crossfile-{language}", "completion", ranked, full.source, sha, "cross-file holes")
     built = Counter(str(c.input["repository"]) for c in full.cases)
@@ -108,6 +115,7 @@ def run_config(
     t = time.perf_counter()
     row = asyncio.run(go())
     wall = time.perf_counter() - t
+    key_of = {c.id: hole_key(c) for c in suite.cases}
     results = store.results(row.id)
     m = (row.summary or {}).get("metrics", {})
     lat = (row.summary or {}).get("latency", {}).get("latency_s", {})
@@ -120,7 +128,7 @@ def run_config(
         "latency_p50_s": lat.get("p50"),
         "errors": (row.summary or {}).get("errors"),
         "cases": {
-            r["case_id"]: {
+            key_of[r["case_id"]]: {
                 "em": (r.get("metrics") or {}).get("em"),
                 "es": r["score"],
                 "answer": (r.get("samples") or [{}])[0].get("text"),
@@ -207,7 +215,10 @@ def main() -> None:
                     if f"without {s}" in runs
                 },
                 "runs": runs,
-                "targets": {c.id: c.expected for c in suite.cases},
+                "targets": {
+                    hole_key(c): {"target": c.expected, "path": c.input["path"], "repository": c.input["repository"]}
+                    for c in suite.cases
+                },
             }
             result["languages"][language] = entry
             print(f"\n{language}: {entry['holes']} cross-file holes from " + ", ".join(r["name"] for r in repos))
