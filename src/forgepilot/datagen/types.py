@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 SCHEMA_VERSION = 1
 Kind = Literal[
@@ -20,18 +20,8 @@ Kind = Literal[
     "distilled",
 ]
 #: Every kind ``dataset build`` can make (the default set is ``[dataset] kinds``; the cross-file holes are asked
-#: for by name: they make evaluation suites of repository context).
-KINDS: tuple[Kind, ...] = (
-    "inline",
-    "in_block",
-    "after_block",
-    "crossfile_line",
-    "crossfile_api",
-    "tests",
-    "code_to_doc",
-    "doc_to_code",
-    "commit",
-)
+#: for by name: they make evaluation suites of repository context). Distilled instances come from a teacher.
+KINDS: tuple[Kind, ...] = tuple(k for k in get_args(Kind) if k != "distilled")
 #: What a build makes unless told otherwise (the training kinds; ``[dataset] kinds`` for the CLI).
 DEFAULT_KINDS: tuple[Kind, ...] = ("inline", "in_block", "after_block", "tests", "code_to_doc", "doc_to_code", "commit")
 COMPLETION_KINDS: frozenset[str] = frozenset({"inline", "in_block", "after_block", "crossfile_line", "crossfile_api"})
