@@ -152,6 +152,7 @@ def main() -> None:
     parser.add_argument("--languages", default="python,javascript")
     parser.add_argument("--model", default=None)
     parser.add_argument("--no-ablate", action="store_true")
+    parser.add_argument("--context-only", action="store_true", help="only the all-sources run (for experiments)")
     parser.add_argument("--label", default="")
     parser.add_argument(
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -188,13 +189,15 @@ def main() -> None:
         workspace = builder.workspace
         for language in [x for x in args.languages.split(",") if x]:
             suite, repos = holes_for(language, args.holes, state, builder)
-            configs: dict[str, tuple[str, ...]] = {"all sources": SOURCES, "in-file only": ()}
+            configs: dict[str, tuple[str, ...]] = {"all sources": SOURCES}
+            if not args.context_only:
+                configs["in-file only"] = ()
             if not args.no_ablate:
                 configs |= {f"without {s}": tuple(x for x in SOURCES if x != s) for s in SOURCES}
             runs = {
                 label: run_config(settings, workspace, suite, model, srcs, store) for label, srcs in configs.items()
             }
-            base, none = runs["all sources"], runs["in-file only"]
+            base, none = runs["all sources"], runs.get("in-file only")
             entry: dict[str, Any] = {
                 "repositories": repos,
                 "holes": len(suite.cases),
@@ -202,8 +205,8 @@ def main() -> None:
                     k: sum(1 for c in suite.cases if c.slices.get("task") == k)
                     for k in ("crossfile_line", "crossfile_api")
                 },
-                "relative_em_gain": round((base["em"] - none["em"]) / none["em"], 4) if none["em"] else None,
-                "context_vs_in_file": compare(base, none),
+                "relative_em_gain": round((base["em"] - none["em"]) / none["em"], 4) if none and none["em"] else None,
+                "context_vs_in_file": compare(base, none) if none else None,
                 "sources": {
                     s: {
                         "em_change_when_off": round(runs[f"without {s}"]["em"] - base["em"], 4),
@@ -227,10 +230,11 @@ def main() -> None:
                 p50 = f"{r['latency_p50_s']:.2f}" if r["latency_p50_s"] is not None else "-"
                 print(f"{label:<22}{r['em']:>8}{r['es']:>8}{r['id_em']:>8}{p50:>8}{r['wall_s']:>8}")
             cmp = entry["context_vs_in_file"]
-            print(
-                f"context over in-file: relative EM {entry['relative_em_gain']} (goal >= +0.25); "
-                f"{cmp['better']} holes better, {cmp['worse']} worse"
-            )
+            if cmp is not None:
+                print(
+                    f"context over in-file: relative EM {entry['relative_em_gain']} (goal >= +0.25); "
+                    f"{cmp['better']} holes better, {cmp['worse']} worse"
+                )
             for s, c in entry["sources"].items():
                 print(
                     f"  {s:<10} off: EM {c['em_change_when_off']:+.4f}, ES {c['es_change_when_off']:+.4f}; "
