@@ -153,6 +153,7 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--no-ablate", action="store_true")
     parser.add_argument("--context-only", action="store_true", help="only the all-sources run (for experiments)")
+    parser.add_argument("--sources", default="", help="the context sources of 'all sources' (default: every one)")
     parser.add_argument("--label", default="")
     parser.add_argument(
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -189,11 +190,12 @@ def main() -> None:
         workspace = builder.workspace
         for language in [x for x in args.languages.split(",") if x]:
             suite, repos = holes_for(language, args.holes, state, builder)
-            configs: dict[str, tuple[str, ...]] = {"all sources": SOURCES}
+            sources = tuple(x for x in args.sources.split(",") if x) if args.sources else SOURCES
+            configs: dict[str, tuple[str, ...]] = {"all sources": sources}
             if not args.context_only:
                 configs["in-file only"] = ()
             if not args.no_ablate:
-                configs |= {f"without {s}": tuple(x for x in SOURCES if x != s) for s in SOURCES}
+                configs |= {f"without {s}": tuple(x for x in sources if x != s) for s in sources}
             runs = {
                 label: run_config(settings, workspace, suite, model, srcs, store) for label, srcs in configs.items()
             }
@@ -214,7 +216,7 @@ def main() -> None:
                         "holes_it_won": compare(base, runs[f"without {s}"])["better"],
                         "holes_it_lost": compare(base, runs[f"without {s}"])["worse"],
                     }
-                    for s in SOURCES
+                    for s in sources
                     if f"without {s}" in runs
                 },
                 "runs": runs,
