@@ -51,6 +51,9 @@ class LlamaSettings(BaseModel):
     n_batch: int = 512
     #: Extra prompt-prefix states kept in RAM (MiB) beyond the live KV cache; 0 keeps only the live one.
     prompt_cache_mib: int = 0
+    #: Prompt-lookup speculative decoding: tokens drafted from the prompt's own n-grams (0: off). Code often
+    #: repeats what the prompt holds; llama-cpp-python then computes logits for every prompt token (slower prompts).
+    prompt_lookup_tokens: int = Field(default=0, ge=0)
 
 
 class HttpSettings(BaseModel):

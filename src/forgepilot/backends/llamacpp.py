@@ -117,6 +117,7 @@ class _HostKey:
     n_threads: int | None
     n_batch: int
     prompt_cache_mib: int
+    prompt_lookup_tokens: int
 
 
 class LlamaHost:
@@ -127,11 +128,17 @@ class LlamaHost:
         if not path.is_file():
             raise UserError(f"model file {path} does not exist")
         try:
+            draft = None
+            if settings.prompt_lookup_tokens:
+                from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+                draft = LlamaPromptLookupDecoding(num_pred_tokens=settings.prompt_lookup_tokens)
             self.llm = llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=settings.n_ctx,
                 n_threads=settings.n_threads or default_threads(),
                 n_batch=settings.n_batch,
+                draft_model=draft,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -362,7 +369,14 @@ def _close_hosts() -> None:
 
 def llama_host(path: Path, settings: LlamaSettings) -> LlamaHost:
     """The process-wide host for this model file and settings, loading it on first use."""
-    key = _HostKey(str(path.resolve()), settings.n_ctx, settings.n_threads, settings.n_batch, settings.prompt_cache_mib)
+    key = _HostKey(
+        str(path.resolve()),
+        settings.n_ctx,
+        settings.n_threads,
+        settings.n_batch,
+        settings.prompt_cache_mib,
+        settings.prompt_lookup_tokens,
+    )
     with _HOSTS_LOCK:
         host = _HOSTS.get(key)
         if host is None:
