@@ -176,6 +176,10 @@ def main() -> None:
     parser.add_argument("--models", default="")
     parser.add_argument("--context", choices=("both", "on", "off"), default="both")
     parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="a setting for every run, e.g. context.layout='\"suffix-first\"' (JSON values; repeatable)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/typing_replay.json")
     args = parser.parse_args()
 
@@ -183,6 +187,10 @@ def main() -> None:
 
     hunks = hunks_of(args.repo, args.commits, args.hunks, args.max_chars)
     settings = load_settings()
+    for assignment in args.set:
+        key, _, value = assignment.partition("=")
+        section, _, name = key.partition(".")
+        setattr(settings, section, getattr(settings, section).model_copy(update={name: json.loads(value)}))
     models = [m for m in args.models.split(",") if m] or [settings.assist.fast or settings.default_model]
     contexts = {"both": (True, False), "on": (True,), "off": (False,)}[args.context]
     result: dict[str, Any] = {
@@ -192,6 +200,7 @@ def main() -> None:
         "commits": list(dict.fromkeys(h.commit for h in hunks)),
         "hunks": [{"commit": h.commit[:12], "path": h.path, "chars": len(h.block)} for h in hunks],
         "cpus": os.cpu_count(),
+        "settings": args.set,
         "runs": [],
     }
     with tempfile.TemporaryDirectory(prefix="fp-bench-typing-") as tmp:
