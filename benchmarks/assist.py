@@ -57,13 +57,14 @@ def bench_overhead(trials: int, max_tokens: int) -> dict[str, Any]:
     from forgepilot.backends import CompletionRequest
     from forgepilot.config import load_settings
     from forgepilot.gateway import GatewayStore, create_app
+    from forgepilot.monitor import Monitoring
 
     settings = load_settings()
     tmp = Path(tempfile.mkdtemp(prefix="fp-assist-bench-"))
     assistant = Assistant(settings, workspace=None)
     backend = assistant.models.get(settings.default_model)
     store = GatewayStore(tmp / "gateway.db")
-    app = create_app(assistant, store=store, auth_required=False)
+    app = create_app(assistant, store=store, auth_required=False, monitoring=Monitoring.open(tmp, settings.monitor))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -216,13 +217,19 @@ def serve_fake(port_file: str) -> None:
     from forgepilot.config import load_settings
     from forgepilot.gateway import GatewayStore, create_app
     from forgepilot.gateway.net import listen_socket
+    from forgepilot.monitor import Monitoring
 
     state = Path(tempfile.mkdtemp(prefix="fp-load-"))
     settings = load_settings(state_dir=state, default_model="fake:load", gateway={"rate_limit_per_minute": 0})
     reply = "a + b\n"
     backend = FakeBackend("fake:load", replies=[reply], delay_s=LOAD_LATENCY_S / len(fake_tokens(reply)))
     assistant = Assistant(settings, workspace=None, preset={"fake:load": backend})
-    app = create_app(assistant, store=GatewayStore(state / "gateway.db"), auth_required=False)
+    app = create_app(
+        assistant,
+        store=GatewayStore(state / "gateway.db"),
+        auth_required=False,
+        monitoring=Monitoring.open(state, settings.monitor),
+    )
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", access_log=False, lifespan="off")
     )

@@ -229,6 +229,46 @@ class DatasetSettings(BaseModel):
     seed: int = 0
 
 
+class MonitorSettings(BaseModel):
+    """Live monitoring: retention checks, the completion SLO behind degraded mode, and drift thresholds."""
+
+    model_config = {"extra": "forbid"}
+
+    #: The deployment name events and completions are recorded under (the registry's alias once deployments serve).
+    deployment: str = "default"
+    #: Seconds after an accept at which the LSP server checks the accepted text is still there (Copilot checks
+    #: at 30 s, 2 min, 5 min and 10 min).
+    retention_checkpoints_s: list[float] = Field(default_factory=lambda: [30.0, 120.0, 600.0])
+    #: Share of the accepted text that must still match (fuzzy) for it to count as retained.
+    retention_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    #: Characters searched on each side of where the text was accepted (edits above move it down).
+    retention_window_chars: int = Field(default=4000, gt=0)
+    #: Completion SLO: this share of completions answer without error within ``slo_latency_s``.
+    slo_latency_s: float = Field(default=8.0, gt=0)
+    slo_target: float = Field(default=0.99, gt=0.0, lt=1.0)
+    #: Burn-rate windows (seconds): degraded mode starts when both burn the error budget this fast.
+    burn_long_s: float = Field(default=3600.0, gt=0)
+    burn_short_s: float = Field(default=300.0, gt=0)
+    degrade_burn: float = Field(default=14.4, gt=0)
+    #: Degraded mode ends when the short window burns below this, after at least ``min_degraded_s``.
+    recover_burn: float = Field(default=3.0, ge=0)
+    min_degraded_s: float = Field(default=300.0, ge=0)
+    #: Completions needed in the short window before its burn rate counts (one slow request is not an outage).
+    min_requests: int = Field(default=20, ge=1)
+    #: What degraded mode does: a smaller prompt, the fast tier (None: ``[assist] fast``), chat tasks paused.
+    degraded_prompt_tokens: int = Field(default=512, gt=0)
+    degraded_model: str | None = None
+    pause_chat: bool = True
+    #: Drift thresholds: population stability index (PSI) warn / alert, and the test's p-value for an alert.
+    psi_warn: float = Field(default=0.1, gt=0)
+    psi_alert: float = Field(default=0.25, gt=0)
+    drift_p_value: float = Field(default=0.01, gt=0, lt=1)
+    #: Fewest samples per window before a feature is judged (fewer: "too few").
+    drift_min_samples: int = Field(default=30, ge=1)
+    #: Event timestamps further than this from the server's clock are counted as skewed (the server's time is used).
+    max_clock_skew_s: float = Field(default=300.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FORGEPILOT_", env_nested_delimiter="__", extra="forbid")
 
@@ -244,6 +284,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     dataset: DatasetSettings = Field(default_factory=DatasetSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     @classmethod
     def settings_customise_sources(

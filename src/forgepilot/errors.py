@@ -176,6 +176,13 @@ class GateFailed(ForgePilotError):
     kind = "gate_failed"
 
 
+class AuditTampered(ForgePilotError):
+    """``forgepilot audit --verify`` found the hash chain broken: the message names the first bad entry."""
+
+    exit_code = 8
+    kind = "audit_tampered"
+
+
 class Cancelled(ForgePilotError):
     exit_code = 130
     kind = "cancelled"
@@ -191,5 +198,6 @@ EXIT_CODES: dict[int, str] = {
     5: "backend error (model server unreachable, timed out, failed or interrupted)",
     6: "model integrity error (sha256 mismatch)",
     7: "release gate failed, or promotion refused without a passing gate",
+    8: "the audit log failed verification (an entry was changed, removed or cut off)",
     130: "cancelled or interrupted",
 }

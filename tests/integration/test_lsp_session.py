@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import sys
@@ -16,6 +17,9 @@ default_model = "fake:coder"
 [models."fake:coder"]
 family = "qwen2.5-coder"
 provider = "fake"
+
+[monitor]
+retention_checkpoints_s = [0.3, 0.6]
 """
 
 
@@ -87,9 +91,26 @@ async def test_inline_completion_code_action_and_telemetry(tmp_path: Path) -> No
         assert explained["task"] == "explain" and explained["template_id"] == "explain"
 
         assert item.command.arguments is not None
+        # The editor inserts the suggestion, then runs its command; the server follows the accepted text.
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                types.VersionedTextDocumentIdentifier(version=2, uri=uri),
+                [types.TextDocumentContentChangeWholeDocument(text="def add(a, b):\n    pass\n")],
+            )
+        )
         await client.workspace_execute_command_async(
             types.ExecuteCommandParams(item.command.command, item.command.arguments)
         )
+        await asyncio.sleep(0.45)  # past the first retention check
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                types.VersionedTextDocumentIdentifier(version=3, uri=uri),
+                [types.TextDocumentContentChangeWholeDocument(text="def add(a, b):\n    return a + b\n")],
+            )
+        )
+        await asyncio.sleep(0.5)  # past the second
+        status = await client.workspace_execute_command_async(types.ExecuteCommandParams("forgepilot.status", []))
+        assert status["degraded"] is False
         await client.shutdown_async(None)
         client.exit(None)
     finally:
@@ -99,10 +120,17 @@ async def test_inline_completion_code_action_and_telemetry(tmp_path: Path) -> No
         await client.stop()
 
     assert messages and messages[-1] == "pass\n"  # the explanation is shown to the user
-    db = sqlite3.connect(state / "gateway.db")
+    db = sqlite3.connect(state / "monitor.db")
     events = db.execute("SELECT type, model, template_id, accepted_chars FROM events ORDER BY id").fetchall()
     db.close()
     assert ("accepted", "fake:coder", "complete", 4) in events and events[0][0] == "shown"
+    db = sqlite3.connect(state / "monitor.db")
+    retained = db.execute(
+        "SELECT after_s, retained_share, model, language FROM events WHERE type = 'retained' ORDER BY after_s"
+    ).fetchall()
+    db.close()
+    assert retained[0] == (0.3, 1.0, "fake:coder", "python")  # still there after the first check
+    assert retained[1][0] == 0.6 and retained[1][1] < 0.5  # rewritten before the second
 
 
 async def test_unopened_documents_and_positions_past_the_end_get_empty_results(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -16,8 +16,17 @@ from forgepilot.config import load_settings
 from forgepilot.errors import BackendUnavailable
 from forgepilot.gateway import GatewayStore, create_app
 from forgepilot.index import Indexer
+from forgepilot.monitor import Monitoring
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "repos"
+_OPENED: list[Monitoring] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_monitoring() -> Iterator[None]:
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
 
 
 def make_client(
@@ -29,7 +38,9 @@ def make_client(
         assert assistant.workspace is not None
         Indexer(assistant.workspace, embeddings=False).index(FIXTURES / "python")
     store = GatewayStore(state / "gateway.db")
-    app = create_app(assistant, store=store, auth_required=auth)
+    monitoring = Monitoring.open(state, settings.monitor)
+    _OPENED.append(monitoring)
+    app = create_app(assistant, store=store, auth_required=auth, monitoring=monitoring)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
     return client, assistant, store
 
@@ -309,9 +320,9 @@ async def test_events_are_durable_before_the_ack(gw: tuple[httpx.AsyncClient, Fa
             ]
         },
     )
-    assert r.json() == {"object": "list", "recorded": 2}
+    assert r.json() == {"object": "list", "recorded": 2, "unknown_completions": 0, "clock_skewed": 0}
     # A second connection (another process could do the same) sees the committed rows.
-    other = sqlite3.connect(store.path)
+    other = sqlite3.connect(store.path.with_name("monitor.db"))
     rows = other.execute("SELECT type, model, template_id, accepted_chars FROM events ORDER BY id").fetchall()
     other.close()
     assert rows == [("shown", "fake:test", "complete", None), ("accepted", "fake:test", "complete", 5)]

@@ -25,8 +25,8 @@ from forgepilot.cli import main
 from forgepilot.config import load_settings
 from forgepilot.context.locate import locate
 from forgepilot.db import SqliteStore
-from forgepilot.gateway import GatewayStore
 from forgepilot.index import Indexer, Workspace
+from forgepilot.monitor import Event, MonitorStore
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "repos"
 
@@ -68,7 +68,7 @@ def test_migrations_run_whole_and_roll_back_whole(tmp_path: Path) -> None:
 
 
 def test_each_thread_has_its_own_connection_and_events_are_durable(tmp_path: Path) -> None:
-    store = GatewayStore(tmp_path / "gateway.db")
+    store = MonitorStore(tmp_path / "monitor.db")
     assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: on disk before the 200
     seen: list[sqlite3.Connection] = []
     errors: list[BaseException] = []
@@ -77,7 +77,7 @@ def test_each_thread_has_its_own_connection_and_events_are_durable(tmp_path: Pat
         try:
             seen.append(store.conn)
             for i in range(25):
-                store.record_events([{"type": "shown", "completion_id": f"{n}-{i}"}], None)
+                store.record_events([Event("shown", completion_id=f"{n}-{i}")])
                 store.event_counts()  # reads while the other threads write
         except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
             errors.append(exc)

@@ -22,6 +22,7 @@ from forgepilot.context import Document, OpenFile
 from forgepilot.context.similar import SimilarWindows
 from forgepilot.gateway import GatewayStore, create_app
 from forgepilot.gateway.guard import RateLimiter
+from forgepilot.monitor import Monitoring
 from tests.unit.test_gateway import error_of, make_client
 
 HELPER = "def shipping_cost(weight, zone):\n    rate = RATES[zone]\n    return weight * rate + HANDLING\n"
@@ -169,10 +170,12 @@ def held_build(isolated_state: Path) -> Iterator[tuple[str, threading.Event, thr
 
     assistant.builder.build = held  # type: ignore[method-assign]
     store = GatewayStore(isolated_state / "gateway.db")
-    with _Server(create_app(assistant, store=store, auth_required=False)) as url:
+    monitoring = Monitoring.open(isolated_state, settings.monitor)
+    with _Server(create_app(assistant, store=store, auth_required=False, monitoring=monitoring)) as url:
         yield url, entered, release
         release.set()
     store.close()
+    monitoring.close()
     asyncio.run(assistant.aclose())
 
 

@@ -54,6 +54,8 @@ class CompletionInput:
     priority: Priority = "interactive"
     #: Wall-clock seconds the request may take, queue included (None: no limit).
     deadline_s: float | None = None
+    #: A tighter prompt budget than ``[context] max_prompt_tokens`` (degraded mode shrinks the prompt).
+    prompt_tokens: int | None = None
 
 
 @dataclass
@@ -329,6 +331,7 @@ class CompletionService:
             enabled=request.context,
             # An editor typing at one spot keeps that spot's snippets: the cached prompt stays valid.
             pin=request.priority == "interactive",
+            prompt_tokens=request.prompt_tokens,
         )
         context_s = time.perf_counter() - t - ctx.seconds.get("render", 0.0)
         stop = ("\n",) if mode == "inline" and doc.prefix.rpartition("\n")[2].strip() else ()

@@ -25,6 +25,7 @@ from forgepilot.cli import (
     keys,
     lsp,
     models,
+    monitor,
     registry,
     serve,
 )
@@ -51,6 +52,8 @@ app.command()(assist.suggest)
 app.command()(assist.task)
 app.command()(serve.serve)
 app.command()(lsp.lsp)
+app.command()(monitor.monitor)
+app.command()(monitor.audit)
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(dataset.app, name="dataset")

@@ -124,9 +124,22 @@ def promote(
     """Point ALIAS at CANDIDATE, only when its latest decision under the spec pinned for ALIAS passed (exit 7
     otherwise; pin one with `forgepilot gate pin ALIAS SPEC`)."""
     from forgepilot.gates import promote as promote_alias
+    from forgepilot.monitor import AuditLog, audit_db, current_actor
     from forgepilot.registry import open_registry
 
-    result = promote_alias(open_registry(settings().state_dir), alias, candidate, accept_warnings=accept_warnings)
+    state = settings().state_dir
+    result = promote_alias(open_registry(state), alias, candidate, accept_warnings=accept_warnings)
+    log = AuditLog(audit_db(state))
+    try:
+        log.append(
+            "promoted",
+            actor=current_actor(),
+            target=alias,
+            reason=f"decision {result['decision']}" + (" (warnings accepted)" if accept_warnings else ""),
+            details={"target": result["target"]},
+        )
+    finally:
+        log.close()
     if json_:
         print_json(result)
         return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -12,6 +12,7 @@ from forgepilot.cli._common import err, out, print_json, settings
 
 if TYPE_CHECKING:
     from forgepilot.gateway.store import GatewayStore
+    from forgepilot.monitor import AuditAction
 
 app = typer.Typer(help="API keys for the gateway (required when it is bound beyond loopback).", no_args_is_help=True)
 
@@ -20,6 +21,17 @@ def gateway_store() -> GatewayStore:
     from forgepilot.gateway.store import GatewayStore  # the gateway stack loads only for commands that use it
 
     return GatewayStore(settings().state_dir / "gateway.db")
+
+
+def audit(action: AuditAction, name: str, details: dict[str, Any] | None = None) -> None:
+    """Record a key change in the audit log (who ran the command, which key)."""
+    from forgepilot.monitor import AuditLog, audit_db, current_actor
+
+    log = AuditLog(audit_db(settings().state_dir))
+    try:
+        log.append(action, actor=current_actor(), target=f"key:{name}", details=details)
+    finally:
+        log.close()
 
 
 @app.command()
@@ -35,6 +47,7 @@ def create(
         key = store.create_key(name, rate)
     finally:
         store.close()
+    audit("key_created", name, {"rate_per_minute": rate, "hint": key[:7]})
     print(key)
     err.print(f"created key {escape(name)}: store it now, it cannot be shown again")
 
@@ -67,4 +80,5 @@ def revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None
         store.revoke(name)
     finally:
         store.close()
+    audit("key_revoked", name)
     err.print(f"revoked {escape(name)}")

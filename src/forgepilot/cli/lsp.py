@@ -19,18 +19,25 @@ def lsp(
 ) -> None:
     """Run the language server on stdin/stdout (inline completion, completion, code actions)."""
     from forgepilot.assist import Assistant
-    from forgepilot.gateway.store import GatewayStore
     from forgepilot.lsp import InProcessEngine, RemoteEngine, build_server
     from forgepilot.lsp.engine import Engine
+    from forgepilot.monitor import Monitoring
 
     # stdout carries the protocol: logs must go to stderr only.
     logging.getLogger("pygls").setLevel(logging.WARNING)
     engine: Engine
+    s = settings()
     if server:
         engine = RemoteEngine(server)
     else:
-        s = settings()
         if model:
             s = s.model_copy(update={"default_model": model})
-        engine = InProcessEngine(Assistant.open(s), GatewayStore(s.state_dir / "gateway.db"))
-    build_server(engine, debounce_s=debounce_ms / 1000).start_io()
+        assistant = Assistant.open(s)
+        monitoring = Monitoring.open(s.state_dir, s.monitor, fast_model=assistant.models.tier_model("fast"))
+        engine = InProcessEngine(assistant, monitoring)
+    build_server(
+        engine,
+        debounce_s=debounce_ms / 1000,
+        retention_checkpoints_s=s.monitor.retention_checkpoints_s,
+        retention_window_chars=s.monitor.retention_window_chars,
+    ).start_io()

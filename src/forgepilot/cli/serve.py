@@ -51,6 +51,7 @@ def serve(
     from forgepilot.assist import Assistant
     from forgepilot.gateway import GatewayStore, create_app, is_loopback
     from forgepilot.gateway.net import listen_socket
+    from forgepilot.monitor import Monitoring, current_actor, record_settings
 
     s = settings()
     gw = s.gateway.model_copy(
@@ -81,7 +82,12 @@ def serve(
         err.print(f"loading {escape(s.default_model)} ...")
         # Opens the model file (llama.cpp) now, so that a missing model fails here and the first request is fast.
         assistant.models.get(s.default_model).token_counter()("warm up")
-    app = create_app(assistant, store=store, auth_required=required)
+    monitoring = Monitoring.open(s.state_dir, s.monitor, fast_model=assistant.models.tier_model("fast"))
+    moved = monitoring.store.import_legacy_events(store.path)
+    if moved:
+        err.print(f"moved {moved} events from {store.path.name} to {monitoring.store.path.name}")
+    record_settings(monitoring.audit, s.model_dump(mode="json"), actor=current_actor())
+    app = create_app(assistant, store=store, auth_required=required, monitoring=monitoring)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
 
@@ -101,5 +107,6 @@ def serve(
         asyncio.run(run())
     finally:
         store.close()
+        monitoring.close()
     if not server.started:
         raise ConfigError(f"the gateway on {gw.host}:{gw.port} did not start", hint="run with --verbose for details")

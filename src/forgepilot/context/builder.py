@@ -290,6 +290,7 @@ class ContextBuilder:
         recent: Sequence[OpenFile] = (),
         enabled: bool = True,
         pin: bool = False,
+        prompt_tokens: int | None = None,
     ) -> ContextResult:
         """The prompt for completing ``doc`` at its cursor; ``enabled=False`` sends prefix and suffix alone.
 
@@ -303,6 +304,8 @@ class ContextBuilder:
         budget = max_context - max_tokens
         if s.max_prompt_tokens is not None:
             budget = min(budget, s.max_prompt_tokens)
+        if prompt_tokens is not None:
+            budget = min(budget, prompt_tokens)
         budget = max(budget, 16)
         seconds: dict[str, float] = {}
         t = time.perf_counter()

@@ -30,6 +30,7 @@ from forgepilot.gates.spec import (
     SlicesCheck,
     StabilityCheck,
 )
+from forgepilot.monitor.drift import DomainProfile
 from forgepilot.sandbox import Sandbox
 
 
@@ -408,27 +409,21 @@ async def out_of_domain(ctx: GateContext, check: OutOfDomainCheck, name: str) ->
     card_path = (dataset if dataset.is_dir() else dataset.parent) / "card.json"
     if not card_path.is_file():
         return CheckResult(name, check.type, "FAIL", [f"{card_path} does not exist (the dataset's card)"])
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    languages = set(card.get("counts", {}).get("language", {}))
-    longest = int(card.get("tokens", {}).get("max") or 0)
+    # The live monitor's drift report flags served inputs through the same profile.
+    domain = DomainProfile.from_card(json.loads(card_path.read_text(encoding="utf-8")))
     run = await ctx.run(check.suite)
     flagged: list[dict[str, Any]] = []
     results = ctx.store.results(run.id)
     for r in results:
-        lang = (r.get("slices") or {}).get("language")
         samples = r.get("samples") or []
         tokens = int(samples[0].get("prompt_tokens", 0)) if samples else 0
-        why = []
-        if lang and lang not in languages:
-            why.append(f"language {lang} absent from training data")
-        if longest and tokens > check.length_factor * longest:
-            why.append(f"{tokens} prompt tokens > {check.length_factor:g} x the longest training instance ({longest})")
+        why = domain.reasons((r.get("slices") or {}).get("language"), tokens, check.length_factor)
         if why:
             flagged.append({"case_id": r["case_id"], "why": why})
     share = len(flagged) / len(results) if results else 0.0
     evidence = {
-        "training_languages": sorted(languages),
-        "longest_training_tokens": longest,
+        "training_languages": sorted(domain.languages),
+        "longest_training_tokens": domain.longest_tokens,
         "cases": len(results),
         "flagged": len(flagged),
         "share": share,

@@ -12,8 +12,8 @@ import json
 import logging
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Header, Request
@@ -36,7 +36,7 @@ from forgepilot.backends.base import (
     check_max_tokens,
 )
 from forgepilot.context import Document, OpenFile
-from forgepilot.errors import ForgePilotError
+from forgepilot.errors import BackendError, ForgePilotError, ModelError
 from forgepilot.gateway.errors import HTTPError, envelope, from_forgepilot, validation_error
 from forgepilot.gateway.guard import Guard, RateLimiter
 from forgepilot.gateway.metrics import GatewayMetrics
@@ -50,10 +50,10 @@ from forgepilot.gateway.schemas import (
     SamplingBody,
 )
 from forgepilot.gateway.store import GatewayStore
+from forgepilot.monitor import Event, Monitoring, served_completion
 
 T = TypeVar("T")
 _log = logging.getLogger("forgepilot.gateway")
-_COMPLETION_MEMORY = 10_000  # completion ids remembered to enrich telemetry events
 
 
 class _ClientGone(Exception):
@@ -161,19 +161,27 @@ def create_app(
     *,
     store: GatewayStore,
     auth_required: bool,
+    monitoring: Monitoring,
     metrics: GatewayMetrics | None = None,
 ) -> FastAPI:
+    """The gateway over ``assistant``: keys from ``store``, events, completions and mode through ``monitoring``."""
     settings = assistant.settings
     gw = settings.gateway
     metrics = metrics or GatewayMetrics()
-    guard = Guard(store, required=auth_required, limiter=RateLimiter(gw.rate_limit_per_minute))
-    served: OrderedDict[str, dict[str, Any]] = OrderedDict()
+    guard = Guard(
+        store,
+        required=auth_required,
+        limiter=RateLimiter(gw.rate_limit_per_minute),
+        on_failure=monitoring.auth_failed,
+    )
+    mode = monitoring.mode
 
     # The docs routes are ours (below), so that with auth on they answer only a key unless made public.
     app = FastAPI(title="ForgePilot gateway", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.assistant = assistant
     app.state.metrics = metrics
     app.state.store = store
+    app.state.monitoring = monitoring
     app.add_middleware(_Instrument, metrics=metrics, max_bytes=gw.max_request_bytes)
 
     def error_response(err: HTTPError) -> Response:
@@ -313,6 +321,17 @@ def create_app(
         count_tokens(model, result.usage)
         return result
 
+    def chat_allowed() -> None:
+        if mode.chat_paused():
+            raise HTTPError(
+                503,
+                "the assistant is in degraded mode: chat tasks are paused while completions recover "
+                f"({mode.status().reason}); try again later",
+                type="server_error",
+                code="degraded",
+                headers={"Retry-After": str(int(monitoring.settings.burn_short_s))},
+            )
+
     def single_choice(body: SamplingBody) -> None:
         if body.n != 1:
             raise HTTPError(400, "only n=1 is supported", param="n", code="unsupported_value")
@@ -397,6 +416,7 @@ def create_app(
     ) -> Response | dict[str, Any]:
         caller(request, authorization)
         single_choice(body)
+        chat_allowed()
         backend = assistant.models.get(model_or_404(body.model))
         messages = tuple(ChatMessage("system" if m.role == "developer" else m.role, m.text()) for m in body.messages)
         field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
@@ -478,7 +498,7 @@ def create_app(
     async def assist_complete(
         body: AssistCompleteBody, request: Request, authorization: str | None = Header(default=None)
     ) -> dict[str, Any]:
-        caller(request, authorization)
+        user = caller(request, authorization)
         if body.model:
             model_or_404(body.model)
         doc = Document.at(
@@ -502,7 +522,16 @@ def create_app(
             priority="interactive",
             deadline_s=gw.request_budget_s,
         )
-        result = await until_disconnect(request, lambda token: assistant.completions.complete(inp, token))
+        degraded = mode.degraded
+        if degraded:  # a smaller prompt on the fast tier, unless the client named a model
+            cut = mode.completion_overrides()
+            inp = replace(inp, model=body.model or cut.model, prompt_tokens=cut.prompt_tokens)
+        started = time.perf_counter()
+        try:
+            result = await until_disconnect(request, lambda token: assistant.completions.complete(inp, token))
+        except (BackendError, ModelError):  # the service failed (a client's bad request spends no error budget)
+            monitoring.failed(time.perf_counter() - started)
+            raise
         request.state.model_s = result.timings.get("model", 0.0)
         metrics.cache.labels("hit" if result.cached else "miss").inc()
         for stage in ("context", "render", "first_token", "model", "postprocess", "total"):
@@ -512,14 +541,12 @@ def create_app(
             metrics.empty.labels(result.reason).inc()
         count_tokens(result.model, result.usage)
         cid = _new_id("cmpl")
-        served[cid] = {
-            "model": result.model,
-            "mode": result.mode,
-            "language": doc.language.name if doc.language else None,
-            **result.template,
-        }
-        while len(served) > _COMPLETION_MEMORY:
-            served.popitem(last=False)
+        language = doc.language.name if doc.language else None
+        monitoring.served(
+            served_completion(
+                cid, result, deployment=monitoring.deployment, language=language, user=user, degraded=degraded
+            )
+        )
         return {
             "id": cid,
             "object": "assist.completion",
@@ -530,10 +557,13 @@ def create_app(
             "reason": result.reason,
             "why": result.why(),
             "usage": _usage(result.usage),
+            "deployment": monitoring.deployment,
+            "degraded": degraded,
             **result.template,
         }
 
     async def run_task(request: Request, name: str, body: AssistTaskBody, action: bool) -> dict[str, Any]:
+        chat_allowed()
         if body.model:
             model_or_404(body.model)
         inp = TaskInput(**body.model_dump(), priority="chat", deadline_s=gw.request_budget_s)
@@ -600,20 +630,19 @@ def create_app(
         body: EventsBody, request: Request, authorization: str | None = Header(default=None)
     ) -> dict[str, Any]:
         key = caller(request, authorization)
-        rows = []
-        for event in body.events:
-            row = event.model_dump()
-            known = served.get(event.completion_id or "")
-            if known:
-                for k, v in known.items():
-                    if row.get(k) is None:
-                        row[k] = v
-            rows.append(row)
+        events = [Event(**e.model_dump()) for e in body.events]
         # Acknowledged only once committed: a 200 means the events are on disk.
-        count = await asyncio.to_thread(store.record_events, rows, key)
-        for row in rows:
-            metrics.events.labels(row["type"]).inc()
-        return {"object": "list", "recorded": count}
+        recorded = await asyncio.to_thread(monitoring.store.record_events, events, user=key)
+        for event in events:
+            metrics.events.labels(event.type).inc()
+        metrics.events_unknown.inc(recorded.unknown_completions)
+        metrics.events_skewed.inc(recorded.skewed)
+        return {
+            "object": "list",
+            "recorded": recorded.recorded,
+            "unknown_completions": recorded.unknown_completions,
+            "clock_skewed": recorded.skewed,
+        }
 
     def require_access(what: str, request: Request, authorization: str | None) -> None:
         """An operational endpoint answers everyone without auth, else a valid key (401 without one, 429 over the
@@ -624,6 +653,10 @@ def create_app(
     @app.get("/metrics")
     async def prometheus(request: Request, authorization: str | None = Header(default=None)) -> Response:
         require_access("metrics", request, authorization)
+        status = mode.status()
+        metrics.degraded.set(int(status.degraded))
+        for window, burn in status.burn.items():
+            metrics.burn_rate.labels(window).set(burn)
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/healthz")
@@ -631,8 +664,17 @@ def create_app(
         if auth_required and "health" not in gw.public and not guard.valid(authorization):
             return {"status": "ok"}  # liveness for probes without a key; the details need one
         repos = assistant.workspace.store.repositories() if assistant.workspace else []
+        status = mode.status()
         return {
-            "status": "ok",
+            "status": "degraded" if status.degraded else "ok",
+            "mode": {
+                "degraded": status.degraded,
+                "since": status.since,
+                "reason": status.reason,
+                "burn_rate": status.burn,
+                "requests": status.requests,
+            },
+            "deployment": monitoring.deployment,
             "version": __version__,
             "default_model": settings.default_model,
             "tiers": {t: assistant.models.tier_model(t) for t in ("large", "fast", "embed")},

@@ -88,10 +88,19 @@ class RateLimiter:
 
 
 class Guard:
-    def __init__(self, store: GatewayStore, *, required: bool, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        store: GatewayStore,
+        *,
+        required: bool,
+        limiter: RateLimiter,
+        on_failure: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.store = store
         self.required = required
         self.limiter = limiter
+        #: Told (client, error code) of every failed authentication: the audit log records them.
+        self.on_failure = on_failure
 
     def valid(self, authorization: str | None) -> bool:
         """True when ``authorization`` carries an active key (no rate limit is spent)."""
@@ -105,6 +114,7 @@ class Guard:
         if self.required:
             scheme, _, token = (authorization or "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
+                self._failed(client, "missing_api_key")
                 raise HTTPError(
                     401,
                     "missing API key: send 'Authorization: Bearer KEY' (create one with `forgepilot keys create`)",
@@ -113,7 +123,12 @@ class Guard:
                 )
             key = self.store.verify(token.strip())
             if key is None:
+                self._failed(client, "invalid_api_key")
                 raise HTTPError(401, "invalid or revoked API key", type="authentication_error", code="invalid_api_key")
             key_name, rate = key.name, key.rate_per_minute
         self.limiter.check(f"key:{key_name}" if key_name else f"ip:{client}", rate)
         return key_name
+
+    def _failed(self, client: str, code: str) -> None:
+        if self.on_failure is not None:
+            self.on_failure(client, code)

@@ -33,6 +33,16 @@ class GatewayMetrics:
         self.cancelled = Counter("forgepilot_cancelled", "Requests cancelled by the client mid-flight", registry=r)
         self.cache = Counter("forgepilot_completion_cache", "Completion cache lookups", ["result"], registry=r)
         self.events = Counter("forgepilot_events", "Telemetry events recorded, by type", ["type"], registry=r)
+        self.events_unknown = Counter(
+            "forgepilot_events_unknown_completion", "Events naming a completion this server never served", registry=r
+        )
+        self.events_skewed = Counter(
+            "forgepilot_events_clock_skewed", "Events whose client clock is off by more than allowed", registry=r
+        )
+        self.degraded = Gauge("forgepilot_degraded", "1 while the assistant serves in degraded mode", registry=r)
+        self.burn_rate = Gauge(
+            "forgepilot_slo_burn_rate", "Completion SLO error-budget burn rate by window", ["window"], registry=r
+        )
         ProcessCollector(registry=r)  # resident memory, CPU seconds, open file descriptors
         self.tasks = Gauge("forgepilot_asyncio_tasks", "asyncio tasks alive in the server loop", registry=r)
         self.tasks.set_function(_task_count)

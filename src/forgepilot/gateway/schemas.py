@@ -147,7 +147,10 @@ class AssistTaskBody(BaseModel):
 
 
 class EventBody(_Lenient):
-    type: Literal["shown", "accepted", "rejected", "partially_accepted"]
+    """A client's report on a completion; ``retained`` reports how much of an accepted one is still in the
+    document ``after_s`` seconds later (``retained_share`` 0..1, or null with a ``reason``)."""
+
+    type: Literal["shown", "accepted", "rejected", "partially_accepted", "retained"]
     completion_id: str | None = None
     model: str | None = None
     mode: str | None = None
@@ -157,6 +160,17 @@ class EventBody(_Lenient):
     shown_chars: int | None = Field(default=None, ge=0)
     accepted_chars: int | None = Field(default=None, ge=0)
     latency_ms: float | None = Field(default=None, ge=0)
+    after_s: float | None = Field(default=None, ge=0)
+    retained_share: float | None = Field(default=None, ge=0, le=1)
+    reason: str | None = Field(default=None, max_length=200)
+    #: The client's clock (unix seconds) when the event happened; the server records its own receipt time.
+    client_time: float | None = None
+
+    @model_validator(mode="after")
+    def _retention_has_its_time(self) -> EventBody:
+        if self.type == "retained" and self.after_s is None:
+            raise ValueError("a retained event needs after_s (seconds after the accept)")
+        return self
 
 
 class EventsBody(BaseModel):

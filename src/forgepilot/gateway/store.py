@@ -1,15 +1,16 @@
-"""The gateway's own SQLite database: API keys (hashed) and telemetry events (acknowledged after commit)."""
+"""The gateway's own SQLite database: API keys, stored hashed.
+
+Its ``events`` table is legacy: events now live in the monitor's database (``forgepilot.monitor``), which copies
+an older gateway's events over once, the first time it opens next to it.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from forgepilot.db import Migration, SqliteStore
 from forgepilot.errors import UserError
@@ -52,19 +53,6 @@ MIGRATIONS: list[Migration] = [
         """,
     )
 ]
-
-EVENT_TYPES = ("shown", "accepted", "rejected", "partially_accepted")
-_EVENT_COLUMNS = (
-    "completion_id",
-    "model",
-    "mode",
-    "language",
-    "template_id",
-    "template_version",
-    "shown_chars",
-    "accepted_chars",
-    "latency_ms",
-)
 
 
 def hash_key(key: str) -> str:
@@ -126,23 +114,3 @@ class GatewayStore(SqliteStore):
 
     def has_keys(self) -> bool:
         return self.conn.execute("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
-
-    # -- events -------------------------------------------------------------------------------------------
-    def record_events(self, events: Sequence[dict[str, Any]], api_key: str | None) -> int:
-        """Write ``events`` in one transaction; returns only after the commit (the acknowledgement is durable)."""
-        now = time.time()
-        rows = [
-            (now, e["type"], api_key, *(e.get(c) for c in _EVENT_COLUMNS), json.dumps(e, ensure_ascii=False))
-            for e in events
-        ]
-        with self.transaction():
-            self.conn.executemany(
-                "INSERT INTO events(received_at, type, api_key, {}, payload) VALUES (?, ?, ?, {}, ?)".format(
-                    ", ".join(_EVENT_COLUMNS), ", ".join("?" * len(_EVENT_COLUMNS))
-                ),
-                rows,
-            )
-        return len(rows)
-
-    def event_counts(self) -> dict[str, int]:
-        return {r[0]: r[1] for r in self.conn.execute("SELECT type, count(*) FROM events GROUP BY type")}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import time
 from collections.abc import Sequence
+from dataclasses import asdict, replace
 from typing import Any, Protocol
 
 import httpx
@@ -13,8 +15,8 @@ import httpx
 from forgepilot.assist import Assistant, CompletionInput, TaskInput
 from forgepilot.backends.base import CancelToken
 from forgepilot.context import Document, OpenFile
-from forgepilot.errors import BackendHTTPError, BackendUnavailable, Cancelled
-from forgepilot.gateway.store import GatewayStore
+from forgepilot.errors import BackendError, BackendHTTPError, BackendUnavailable, Cancelled, ModelError
+from forgepilot.monitor import Event, Monitoring, served_completion
 
 
 class Engine(Protocol):
@@ -22,42 +24,69 @@ class Engine(Protocol):
 
     async def task(self, name: str, code: str, path: str, language: str | None) -> dict[str, Any]: ...
 
-    async def event(self, event: dict[str, Any]) -> None: ...
+    async def event(self, event: Event) -> None: ...
 
     async def aclose(self) -> None: ...
 
 
 class InProcessEngine:
-    """The assistant in this process; events go to the same SQLite store the gateway writes."""
+    """The assistant in this process, watched like the gateway: events, completions and mode go to ``monitoring``."""
 
-    def __init__(self, assistant: Assistant, store: GatewayStore | None) -> None:
+    def __init__(self, assistant: Assistant, monitoring: Monitoring | None) -> None:
         self.assistant = assistant
-        self.store = store
+        self.monitoring = monitoring
 
     async def complete(self, doc: Document, recent: Sequence[OpenFile], cancel: CancelToken) -> dict[str, Any]:
-        result = await self.assistant.completions.complete(CompletionInput(document=doc, recent=recent), cancel)
+        inp = CompletionInput(document=doc, recent=recent)
+        mode = self.monitoring.mode if self.monitoring else None
+        degraded = mode is not None and mode.degraded
+        if mode is not None and degraded:
+            cut = mode.completion_overrides()
+            inp = replace(inp, model=cut.model, prompt_tokens=cut.prompt_tokens)
+        started = time.perf_counter()
+        try:
+            result = await self.assistant.completions.complete(inp, cancel)
+        except (BackendError, ModelError):
+            if self.monitoring is not None:
+                self.monitoring.failed(time.perf_counter() - started)
+            raise
+        cid = f"cmpl-{secrets.token_hex(12)}"
+        language = doc.language.name if doc.language else None
+        if self.monitoring is not None:
+            self.monitoring.served(
+                served_completion(
+                    cid, result, deployment=self.monitoring.deployment, language=language, user=None, degraded=degraded
+                )
+            )
         return {
-            "id": f"cmpl-{secrets.token_hex(12)}",
+            "id": cid,
             "text": result.text,
             "model": result.model,
             "mode": result.mode,
+            "language": language,
             "reason": result.reason,
             "why": result.why(),
+            "degraded": degraded,
             **result.template,
         }
 
     async def task(self, name: str, code: str, path: str, language: str | None) -> dict[str, Any]:
+        if self.monitoring is not None and self.monitoring.mode.chat_paused():
+            raise BackendUnavailable(
+                f"the assistant is in degraded mode: {name} is paused while completions recover",
+                hint="try again in a few minutes; `forgepilot monitor` shows why",
+            )
         result = await self.assistant.tasks.run(name, TaskInput(code=code, path=path, language=language))
         return {"task": name, "text": result.text, "code": result.code, "model": result.model, **result.template}
 
-    async def event(self, event: dict[str, Any]) -> None:
-        if self.store is not None:
-            await asyncio.to_thread(self.store.record_events, [event], None)
+    async def event(self, event: Event) -> None:
+        if self.monitoring is not None:
+            await asyncio.to_thread(self.monitoring.store.record_events, [event])
 
     async def aclose(self) -> None:
         await self.assistant.aclose()
-        if self.store is not None:
-            self.store.close()
+        if self.monitoring is not None:
+            self.monitoring.close()
 
 
 class RemoteEngine:
@@ -104,8 +133,9 @@ class RemoteEngine:
     async def task(self, name: str, code: str, path: str, language: str | None) -> dict[str, Any]:
         return await self._post(f"/v1/assist/{name}", {"code": code, "path": path, "language": language})
 
-    async def event(self, event: dict[str, Any]) -> None:
-        await self._post("/v1/events", {"events": [event]})
+    async def event(self, event: Event) -> None:
+        sent = {k: v for k, v in asdict(event).items() if v is not None and k not in ("deployment", "user")}
+        await self._post("/v1/events", {"events": [sent]})
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -3,7 +3,9 @@
 Open and changed documents are tracked (the most recent feed *similar* context), ``textDocument/inlineCompletion``
 is served with a debounce and ``textDocument/completion`` as a fallback for clients without inline completion,
 ``$/cancelRequest`` stops the model, code actions offer explain / generate tests / document, and the client
-reports accept / reject / partial accept through the ``forgepilot.accept`` family of commands.
+reports accept / reject / partial accept through the ``forgepilot.accept`` family of commands. After an accept the
+server keeps checking whether the accepted text is still in the document (retention, at 30 s, 2 min and 10 min by
+default), and tells the client when the assistant enters or leaves degraded mode (``forgepilot/status``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
@@ -25,6 +29,7 @@ from forgepilot.backends.base import CancelToken
 from forgepilot.context import Document, OpenFile
 from forgepilot.errors import Cancelled, ForgePilotError
 from forgepilot.lsp.engine import Engine
+from forgepilot.monitor import Accepted, Event, RetentionTracker
 from forgepilot.syntax.languages import LANGUAGES
 
 _log = logging.getLogger("forgepilot.lsp")
@@ -35,17 +40,63 @@ CMD_PARTIAL = "forgepilot.partialAccept"
 CMD_EXPLAIN = "forgepilot.explain"
 CMD_TESTS = "forgepilot.generateTests"
 CMD_DOCUMENT = "forgepilot.document"
+CMD_STATUS = "forgepilot.status"
+STATUS_NOTIFICATION = "forgepilot/status"
+#: Files read from disk for a retention check once their buffer is closed, at most this big.
+MAX_CLOSED_FILE_BYTES = 4 << 20
+EventKind = Literal["shown", "accepted", "rejected", "partially_accepted"]
 _TASK_OF = {CMD_EXPLAIN: "explain", CMD_TESTS: "tests", CMD_DOCUMENT: "document"}
 _TITLES = {CMD_EXPLAIN: "Explain this code", CMD_TESTS: "Generate unit tests", CMD_DOCUMENT: "Document this code"}
 
 
 class ForgePilotServer(LanguageServer):
-    def __init__(self, engine: Engine, *, debounce_s: float = 0.075) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        debounce_s: float = 0.075,
+        retention_checkpoints_s: Sequence[float] = (30.0, 120.0, 600.0),
+        retention_window_chars: int = 4000,
+    ) -> None:
         super().__init__("forgepilot", __version__)
         self.engine = engine
         self.debounce_s = debounce_s
         self.recent: OrderedDict[str, None] = OrderedDict()
         self.shown: dict[str, dict[str, Any]] = {}
+        self.retention = RetentionTracker(
+            self.current_text,
+            self.engine.event,
+            checkpoints_s=retention_checkpoints_s,
+            window_chars=retention_window_chars,
+        )
+        self.degraded = False
+
+    def current_text(self, uri: str) -> str | None:
+        """The text of ``uri`` now: the open buffer, else the saved file, else None (closed and gone)."""
+        if uri in self.workspace.text_documents:
+            return self.workspace.get_text_document(uri).source
+        path = to_fs_path(uri)
+        try:
+            if path and Path(path).is_file() and Path(path).stat().st_size <= MAX_CLOSED_FILE_BYTES:
+                return Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        return None
+
+    def note_status(self, degraded: bool) -> None:
+        """Tell the client when the assistant enters or leaves degraded mode (a message and a notification)."""
+        if degraded == self.degraded:
+            return
+        self.degraded = degraded
+        text = (
+            "ForgePilot is in degraded mode: shorter context, the fast model, chat tasks paused"
+            if degraded
+            else "ForgePilot is back to normal"
+        )
+        self.window_show_message(
+            types.ShowMessageParams(types.MessageType.Warning if degraded else types.MessageType.Info, text)
+        )
+        self.protocol.notify(STATUS_NOTIFICATION, {"degraded": degraded, "message": text})
 
     def touch(self, uri: str) -> None:
         self.recent[uri] = None
@@ -94,6 +145,7 @@ class ForgePilotServer(LanguageServer):
         if now_at is None or now_at[1] != version:
             return None
         doc = now_at[0]
+        offset = doc.offset
         token = CancelToken()
         try:
             result = await self.engine.complete(doc, self.recent_files(uri), token)
@@ -107,30 +159,55 @@ class ForgePilotServer(LanguageServer):
                 types.ShowMessageParams(types.MessageType.Warning, f"ForgePilot: {exc.one_line()}")
             )
             return None
+        self.note_status(bool(result.get("degraded")))
         if not result.get("text"):
             return None
-        self.shown[result["id"]] = {"shown_at": time.monotonic(), "chars": len(result["text"]), **result}
+        self.shown[result["id"]] = {
+            "shown_at": time.monotonic(),
+            "chars": len(result["text"]),
+            "uri": uri,
+            "offset": offset,
+            **result,
+        }
         while len(self.shown) > 1000:
             self.shown.pop(next(iter(self.shown)))
         await self.report("shown", result["id"])
         return result
 
-    async def report(self, kind: str, completion_id: str, accepted_chars: int | None = None) -> None:
+    async def report(self, kind: EventKind, completion_id: str, accepted_chars: int | None = None) -> None:
         info = self.shown.get(completion_id, {})
-        event = {
-            "type": kind,
-            "completion_id": completion_id,
-            "model": info.get("model"),
-            "mode": info.get("mode"),
-            "template_id": info.get("template_id"),
-            "template_version": info.get("template_version"),
-            "shown_chars": info.get("chars"),
-            "accepted_chars": accepted_chars,
-        }
+        event = Event(
+            type=kind,
+            completion_id=completion_id,
+            model=info.get("model"),
+            mode=info.get("mode"),
+            language=info.get("language"),
+            template_id=info.get("template_id"),
+            template_version=info.get("template_version"),
+            shown_chars=info.get("chars"),
+            accepted_chars=accepted_chars,
+            client_time=time.time(),
+        )
         try:
             await self.engine.event(event)
         except ForgePilotError as exc:  # telemetry must never break editing
             _log.warning("could not record %s event: %s", kind, exc.one_line())
+        if kind in ("accepted", "partially_accepted") and info.get("text"):
+            text = info["text"] if accepted_chars is None else info["text"][:accepted_chars]
+            self.retention.track(
+                Accepted(
+                    completion_id=completion_id,
+                    uri=info["uri"],
+                    text=text,
+                    offset=info["offset"],
+                    accepted_at=time.monotonic(),
+                    model=info.get("model"),
+                    mode=info.get("mode"),
+                    language=info.get("language"),
+                    template_id=info.get("template_id"),
+                    template_version=info.get("template_version"),
+                )
+            )
 
 
 def _offset(doc: TextDocument, position: types.Position) -> int | None:
@@ -159,8 +236,23 @@ def _accept_command(result: dict[str, Any]) -> types.Command:
     return types.Command("Accept ForgePilot suggestion", CMD_ACCEPT, arguments=[result["id"], len(result["text"])])
 
 
-def build_server(engine: Engine, *, debounce_s: float = 0.075) -> ForgePilotServer:
-    server = ForgePilotServer(engine, debounce_s=debounce_s)
+def build_server(
+    engine: Engine,
+    *,
+    debounce_s: float = 0.075,
+    retention_checkpoints_s: Sequence[float] = (30.0, 120.0, 600.0),
+    retention_window_chars: int = 4000,
+) -> ForgePilotServer:
+    server = ForgePilotServer(
+        engine,
+        debounce_s=debounce_s,
+        retention_checkpoints_s=retention_checkpoints_s,
+        retention_window_chars=retention_window_chars,
+    )
+
+    @server.feature(types.SHUTDOWN)
+    async def shutdown(ls: ForgePilotServer, params: None) -> None:
+        await ls.retention.aclose()
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: ForgePilotServer, params: types.DidOpenTextDocumentParams) -> None:
@@ -253,6 +345,10 @@ def build_server(engine: Engine, *, debounce_s: float = 0.075) -> ForgePilotServ
     async def partial(ls: ForgePilotServer, *args: Any) -> dict[str, Any]:
         await ls.report("partially_accepted", str(args[0]), int(args[1]) if len(args) > 1 else None)
         return {"recorded": "partially_accepted"}
+
+    @server.command(CMD_STATUS)
+    def status(ls: ForgePilotServer, *args: Any) -> dict[str, Any]:
+        return {"degraded": ls.degraded, "retention_checks_pending": len(ls.retention)}
 
     @server.command(CMD_REJECT)
     async def reject(ls: ForgePilotServer, *args: Any) -> dict[str, Any]:

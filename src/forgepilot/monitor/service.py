@@ -1,0 +1,129 @@
+"""``Monitoring``: what a serving process (the gateway, the in-process LSP server) holds to be watched.
+
+One object per process: the event store, the audit log and degraded mode, wired together (a mode change is
+stored and audited), and the few calls serving makes: a completion was served or failed, an authentication failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from forgepilot.config import MonitorSettings
+from forgepilot.monitor.audit import AuditLog
+from forgepilot.monitor.degrade import DegradedMode
+from forgepilot.monitor.store import MonitorStore
+from forgepilot.monitor.types import ModeChange, ServedCompletion
+
+if TYPE_CHECKING:
+    from forgepilot.assist import AssistCompletion
+
+_log = logging.getLogger("forgepilot.monitor")
+#: One audit entry per client per this many seconds for failed authentications (a brute force is one line a
+#: minute with its count, not a million rows).
+AUTH_FAILURE_AUDIT_S = 60.0
+
+
+def monitor_db(state_dir: Path) -> Path:
+    return state_dir / "monitor.db"
+
+
+def audit_db(state_dir: Path) -> Path:
+    return state_dir / "audit.db"
+
+
+def served_completion(
+    completion_id: str,
+    result: AssistCompletion,
+    *,
+    deployment: str,
+    language: str | None,
+    user: str | None,
+    degraded: bool,
+) -> ServedCompletion:
+    """The record of one answered completion (a cached answer's prompt is counted from its context)."""
+    prompt = result.usage.prompt_tokens or sum(result.context_tokens.values())
+    return ServedCompletion(
+        id=completion_id,
+        served_at=time.time(),
+        deployment=deployment,
+        model=result.model,
+        mode=result.mode,
+        language=language,
+        template_id=result.template.get("template_id"),
+        template_version=result.template.get("template_version"),
+        prompt_tokens=prompt,
+        completion_tokens=result.usage.completion_tokens,
+        latency_ms=result.timings.get("total", 0.0) * 1000,
+        output_chars=len(result.text),
+        empty_reason=result.reason,
+        sources=tuple(sorted({s.source for s in result.snippets})),
+        user=user,
+        cached=result.cached,
+        degraded=degraded,
+    )
+
+
+class Monitoring:
+    def __init__(
+        self, store: MonitorStore, audit: AuditLog, settings: MonitorSettings, *, fast_model: str | None = None
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.settings = settings
+        self.mode = DegradedMode(settings, fast_model=fast_model, on_change=self._mode_changed)
+        self._auth_failures: dict[str, tuple[float, int]] = {}
+        self._auth_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, state_dir: Path, settings: MonitorSettings, *, fast_model: str | None = None) -> Monitoring:
+        store = MonitorStore(monitor_db(state_dir), max_clock_skew_s=settings.max_clock_skew_s)
+        return cls(store, AuditLog(audit_db(state_dir)), settings, fast_model=fast_model)
+
+    @property
+    def deployment(self) -> str:
+        return self.settings.deployment
+
+    def _mode_changed(self, change: ModeChange) -> None:
+        _log.warning("serving mode: %s (%s)", change.mode, change.reason)
+        try:
+            self.store.record_mode_change(change)
+            self.audit.append(
+                "degraded" if change.mode == "degraded" else "recovered",
+                actor="slo-burn-rate",
+                target=self.deployment,
+                reason=change.reason,
+                details={"burn": change.burn},
+            )
+        except Exception as exc:  # the mode still changes; only its record is lost, and the log says so
+            _log.error("could not record the serving-mode change: %s", exc)
+
+    def served(self, completion: ServedCompletion) -> None:
+        self.store.record_completion(completion)
+        self.mode.observe(completion.latency_ms / 1000, ok=True)
+
+    def failed(self, latency_s: float) -> None:
+        self.mode.observe(latency_s, ok=False)
+
+    def auth_failed(self, client: str, code: str) -> None:
+        """Audit a failed authentication, at most once per client per minute (with the count since)."""
+        now = time.monotonic()
+        with self._auth_lock:
+            last, count = self._auth_failures.get(client, (float("-inf"), 0))
+            if now - last < AUTH_FAILURE_AUDIT_S:
+                self._auth_failures[client] = (last, count + 1)
+                return
+            self._auth_failures[client] = (now, 0)
+            if len(self._auth_failures) > 10_000:  # bounded whatever the number of clients
+                self._auth_failures.pop(next(iter(self._auth_failures)))
+        try:
+            self.audit.append("auth_failed", actor=client, reason=code, details={"failures_since_last_entry": count})
+        except Exception as exc:
+            _log.error("could not audit a failed authentication: %s", exc)
+
+    def close(self) -> None:
+        self.store.close()
+        self.audit.close()
