@@ -34,7 +34,20 @@ def _pct(value: float | None) -> str:
 
 
 def _group(group: dict[str, str | None]) -> list[str]:
-    return [escape(str(v)) if v is not None else "-" for v in group.values()]
+    """One cell for the whole group (a table of five key columns does not fit a terminal)."""
+    return [" / ".join(escape(str(v)) if v is not None else "-" for v in group.values()) or "all"]
+
+
+def _side(values: dict[str, float]) -> str:
+    """A drift side in a few words: shares of categories, a rate, or percentiles."""
+    if not values:
+        return "-"
+    if "rate" in values:
+        return f"{values['rate']:.1%} of {values.get('n', 0):.0f}"
+    if "p50" in values:
+        return f"n={values['n']:.0f} p50={values['p50']:.0f} p95={values['p95']:.0f}"
+    top = sorted(values.items(), key=lambda kv: -kv[1])[:3]
+    return ", ".join(f"{escape(k)} {v:.0%}" for k, v in top) + (" ..." if len(values) > 3 else "")
 
 
 def _when(ts: float | None) -> str:
@@ -47,9 +60,11 @@ def _render(summary: MonitorSummary, by: list[str]) -> None:
     out.print(f"Window {_when(summary.since)} .. {_when(summary.until)}; serving mode: {state}")
     if mode is not None:
         out.print(f"  last change {_when(mode.at)}: {escape(mode.reason)}")
+    group = " / ".join(by) or "all"
     table = Table(title="Acceptance", title_justify="left")
-    for key in [*by, "shown", "accepted", "partial", "rejected", "acceptance", "chars accepted"]:
-        table.add_column(key)
+    table.add_column(group, overflow="fold")
+    for key in ["shown", "accepted", "partial", "rejected", "rate", "chars"]:
+        table.add_column(key, justify="right")
     for a in summary.acceptance:
         table.add_row(
             *_group(a.group),
@@ -62,8 +77,9 @@ def _render(summary: MonitorSummary, by: list[str]) -> None:
         )
     out.print(table)
     table = Table(title="Retention (accepted text still there)", title_justify="left")
-    for key in [*by, "after", "checked", "retained", "rate", "mean share", "unknown"]:
-        table.add_column(key)
+    table.add_column(group, overflow="fold")
+    for key in ["after", "checked", "retained", "rate", "share", "unknown"]:
+        table.add_column(key, justify="right")
     for r in summary.retention:
         table.add_row(
             *_group(r.group),
@@ -76,9 +92,11 @@ def _render(summary: MonitorSummary, by: list[str]) -> None:
         )
     out.print(table)
     table = Table(title="Latency", title_justify="left")
-    keys = [k for k in by if k in ("deployment", "model", "language", "mode")]
-    for key in [*keys, "requests", "p50", "p95", "empty", "degraded"]:
-        table.add_column(key)
+    table.add_column(
+        " / ".join(k for k in by if k in ("deployment", "model", "language", "mode")) or "all", overflow="fold"
+    )
+    for key in ["requests", "p50", "p95", "empty", "degraded"]:
+        table.add_column(key, justify="right")
     for row in summary.latency:
         table.add_row(
             *_group(row.group),
@@ -93,8 +111,8 @@ def _render(summary: MonitorSummary, by: list[str]) -> None:
     table = Table(
         title=f"Drift (reference {drift.reference_n} completions, current {drift.current_n})", title_justify="left"
     )
-    for key in ("feature", "status", "PSI", "p-value", "test", "reference", "current"):
-        table.add_column(key)
+    for key in ("feature", "status", "PSI", "p", "reference", "current"):
+        table.add_column(key, overflow="fold")
     colours = {"alert": "red", "warn": "yellow", "ok": "green", "too_few": "dim"}
     for f in drift.features:
         table.add_row(
@@ -102,9 +120,8 @@ def _render(summary: MonitorSummary, by: list[str]) -> None:
             f"[{colours[f.status]}]{f.status}[/]",
             "-" if f.psi is None else f"{f.psi:.3f}",
             "-" if f.p_value is None else f"{f.p_value:.2g}",
-            f.test,
-            escape(json.dumps(f.reference)[:60]),
-            escape(json.dumps(f.current)[:60]),
+            _side(f.reference),
+            _side(f.current),
         )
     out.print(table)
     for line in drift.alerts:
