@@ -141,6 +141,13 @@ class AssistSettings(BaseModel):
     chat_max_tokens: int = Field(default=768, gt=0)
     #: Seconds an editor's completion may generate after its first token (None: until max_tokens or a stop).
     completion_predict_s: float | None = Field(default=None, gt=0)
+    #: A model whose backend is dead or slow hands its requests to its fallback: {"MODEL": "FALLBACK"}. The
+    #: breaker opens after ``breaker_failures`` failed or slower-than-``breaker_slow_s`` calls in a row and tries
+    #: the model again after ``breaker_open_s``.
+    fallbacks: dict[str, str] = Field(default_factory=dict)
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_slow_s: float = Field(default=30.0, gt=0)
+    breaker_open_s: float = Field(default=30.0, gt=0)
 
 
 class GatewaySettings(BaseModel):
@@ -229,6 +236,20 @@ class DatasetSettings(BaseModel):
     seed: int = 0
 
 
+class GuardSettings(BaseModel):
+    """Guards at the model boundary (prompts in, answers out)."""
+
+    model_config = {"extra": "forbid"}
+
+    #: Mask secrets and personal data before a model sees them: always, only for remote models, or off (remote
+    #: models are masked whatever this says).
+    secrets: Literal["always", "remote", "off"] = "always"
+    #: Replace instructions planted in code for AI assistants ("ignore previous instructions ...").
+    instructions: bool = True
+    #: Redact secrets in answers that the client never sent.
+    redact_output: bool = True
+
+
 class MonitorSettings(BaseModel):
     """Live monitoring: retention checks, the completion SLO behind degraded mode, and drift thresholds."""
 
@@ -285,6 +306,7 @@ class Settings(BaseSettings):
     dataset: DatasetSettings = Field(default_factory=DatasetSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    guards: GuardSettings = Field(default_factory=GuardSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from forgepilot.assist.guarding import guard_for, guard_segments
 from forgepilot.assist.models import ModelPool
 from forgepilot.assist.postprocess import Mode, block_complete, infer_mode, postprocess
 from forgepilot.backends.base import (
@@ -27,11 +28,12 @@ from forgepilot.backends.base import (
     Usage,
     check_max_tokens,
     collect,
+    prompt_text,
 )
 from forgepilot.backends.fim import FimTemplate, fim_template
-from forgepilot.config import AssistSettings
+from forgepilot.config import AssistSettings, GuardSettings
 from forgepilot.context import ContextBuilder, Document, OpenFile, Snippet
-from forgepilot.errors import Cancelled
+from forgepilot.errors import BackendError, Cancelled
 from forgepilot.syntax.languages import Language
 
 _TEMPLATE_ATTR = "template"
@@ -291,17 +293,25 @@ async def _generate_block(
 
 
 class CompletionService:
-    def __init__(self, models: ModelPool, builder: ContextBuilder, settings: AssistSettings | None = None) -> None:
+    def __init__(
+        self,
+        models: ModelPool,
+        builder: ContextBuilder,
+        settings: AssistSettings | None = None,
+        guards: GuardSettings | None = None,
+    ) -> None:
         self.models = models
         self.builder = builder
         self.settings = settings or AssistSettings()
+        self.guards = guards or GuardSettings()
         self.cache = CompletionCache(self.settings.cache_entries)
         self.typed_ahead = TypedAhead()
 
     async def complete(self, request: CompletionInput, cancel: CancelToken | None = None) -> AssistCompletion:
         started = time.perf_counter()
         doc = request.document
-        name = request.model or self.models.task_model("complete")
+        # A model whose breaker is open (dead or slow backend) hands the request to its fallback.
+        name = self.models.route(request.model or self.models.task_model("complete"))
         backend = self.models.get(name)
         template = backend_template(backend)
         mode = request.mode or infer_mode(doc.prefix, doc.suffix, doc.language)
@@ -335,10 +345,13 @@ class CompletionService:
         )
         context_s = time.perf_counter() - t - ctx.seconds.get("render", 0.0)
         stop = ("\n",) if mode == "inline" and doc.prefix.rpartition("\n")[2].strip() else ()
+        # Secrets masked and planted instructions neutralised in everything the model reads, markers untouched.
+        guard = guard_for(backend, self.guards)
+        segments = guard_segments(guard, ctx.segments) if ctx.segments is not None else None
         model_request = CompletionRequest(
-            prompt=ctx.prompt,
-            suffix=ctx.suffix,
-            segments=ctx.segments,
+            prompt=prompt_text(segments) if segments is not None else guard.prompt_text(ctx.prompt),
+            suffix=guard.prompt_text(ctx.suffix) if ctx.suffix is not None else None,
+            segments=segments,
             max_tokens=max_tokens,
             temperature=request.temperature,
             top_p=request.top_p,
@@ -372,18 +385,24 @@ class CompletionService:
         if cancel is not None and cancel.cancelled:
             raise Cancelled("completion cancelled before the model was called")
         t = time.perf_counter()
-        if mode != "inline" and backend.can_stream:
-            seen = doc.prefix[: len(doc.prefix) - len(ctx.indent)]
-            result = await _generate_block(backend, model_request, seen, mode, doc.language, cancel)
-        else:
-            result = await backend.complete(model_request)
+        try:
+            if mode != "inline" and backend.can_stream:
+                seen = doc.prefix[: len(doc.prefix) - len(ctx.indent)]
+                result = await _generate_block(backend, model_request, seen, mode, doc.language, cancel)
+            else:
+                result = await backend.complete(model_request)
+        except BackendError as exc:
+            self.models.record(name, False, time.perf_counter() - t, exc.one_line())
+            raise
         model_s = time.perf_counter() - t
+        self.models.record(name, True, model_s)
         if result.finish_reason == "cancelled":
             raise Cancelled("completion cancelled")
         t = time.perf_counter()
+        guarded = guard.answer(result.text, doc.text)
         processed = await self.builder.offload(
             postprocess,
-            place_after_held_whitespace(result.text, ctx.indent),
+            place_after_held_whitespace(guarded, ctx.indent),
             prefix=doc.prefix,
             suffix=doc.suffix,
             mode=mode,
@@ -391,6 +410,10 @@ class CompletionService:
             max_lines=max_lines,
         )
         post_s = time.perf_counter() - t
+        processed.steps += guard.counts.steps()
+        if guard.counts.withheld or guard.counts.redacted:  # an answer that reaches for a secret is not shown
+            processed.text = ""
+            processed.reason = "withholds_secret" if guard.counts.withheld else "leaks_secret"
         timings = {
             "context": context_s,
             "render": ctx.seconds.get("render", 0.0),

@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from forgepilot.backends.base import Backend, Completion, CompletionRequest
+from forgepilot.backends.breaker import BreakerStatus, CircuitBreaker
 from forgepilot.backends.resolve import list_models, open_backend
 from forgepilot.config import Settings
-from forgepilot.errors import NotSupported, UnknownModel
+from forgepilot.errors import ConfigError, NotSupported, UnknownModel
 
 Tier = Literal["large", "fast", "embed"]
 LOCAL_EMBEDDER = "local:all-minilm-l6-v2"
@@ -67,6 +68,14 @@ class ModelPool:
             names.append(LOCAL_EMBEDDER)
         self._names = names
         self._known = frozenset(names)
+        self._breakers: dict[str, CircuitBreaker] = {}
+        for model, fallback in settings.assist.fallbacks.items():
+            for named in (model, fallback):
+                if named not in self._known:
+                    raise ConfigError(
+                        f"[assist] fallbacks names an unknown model {named!r}",
+                        hint=f"known models: {', '.join(names)}",
+                    )
 
     def names(self) -> list[str]:
         """Every model a request may name, in a stable order."""
@@ -94,6 +103,39 @@ class ModelPool:
                 backend = open_backend(name, self.settings)
             self._backends[name] = backend
             return backend
+
+    # -- circuit breakers and fallbacks -------------------------------------------------------------------
+    def fallback_of(self, name: str) -> str | None:
+        return self.settings.assist.fallbacks.get(name)
+
+    def _breaker(self, name: str) -> CircuitBreaker:
+        with self._lock:
+            found = self._breakers.get(name)
+            if found is None:
+                a = self.settings.assist
+                found = self._breakers[name] = CircuitBreaker(
+                    failures=a.breaker_failures, slow_s=a.breaker_slow_s, open_s=a.breaker_open_s
+                )
+            return found
+
+    def route(self, name: str) -> str:
+        """The model that serves a request for ``name`` now: ``name``, or its fallback while its breaker is open.
+
+        Only a model with a fallback has a breaker (without one there is nowhere else to send the request).
+        """
+        fallback = self.fallback_of(name)
+        if fallback is None or self._breaker(name).allow():
+            return name
+        return fallback
+
+    def record(self, name: str, ok: bool, seconds: float, error: str | None = None) -> None:
+        """The outcome of a call routed to ``name`` (only models with a fallback keep a breaker)."""
+        if self.fallback_of(name) is not None:
+            self._breaker(name).record(ok, seconds, error)
+
+    def breakers(self) -> dict[str, BreakerStatus]:
+        """Each model with a fallback and the state of its breaker."""
+        return {name: self._breaker(name).status() for name in self.settings.assist.fallbacks}
 
     def ensure_known(self, name: str) -> None:
         """Raise ``UnknownModel`` (listing the known ones) unless ``name`` can be opened."""

@@ -30,8 +30,8 @@ class Assistant:
         self.workspace = workspace
         self.models = ModelPool(settings, preset)
         self.builder = ContextBuilder(workspace, settings.context)
-        self.completions = CompletionService(self.models, self.builder, settings.assist)
-        self.tasks = ChatTasks(self.models, self.builder, self.builder.prompts)
+        self.completions = CompletionService(self.models, self.builder, settings.assist, settings.guards)
+        self.tasks = ChatTasks(self.models, self.builder, self.builder.prompts, settings.guards)
 
     @classmethod
     def open(cls, settings: Settings, *, preset: Mapping[str, Backend] | None = None, index: bool = True) -> Assistant:

@@ -19,12 +19,14 @@ from typing import Any, TypeVar
 
 from forgepilot.assist.citations import attach_sources, check_citations
 from forgepilot.assist.fitting import Fitted, fit_prompt
+from forgepilot.assist.guarding import guard_for
 from forgepilot.assist.models import ModelPool
 from forgepilot.backends.base import CancelToken, ChatMessage, ChatRequest, Priority, Usage, check_max_tokens
+from forgepilot.config import GuardSettings
 from forgepilot.context import ContextBuilder, Document, Snippet
 from forgepilot.context.frameworks import detect_framework, import_path_for
 from forgepilot.context.locate import Located
-from forgepilot.errors import Cancelled, ForgePilotError, UserError
+from forgepilot.errors import BackendError, Cancelled, ForgePilotError, UserError
 from forgepilot.index.search import Filters
 from forgepilot.prompts import PromptRegistry, RenderedPrompt, Template, builtin_registry
 from forgepilot.syntax.languages import LANGUAGES, detect_language
@@ -120,10 +122,15 @@ def shown_path(inp_path: str, located: Located | None) -> str:
 
 class ChatTasks:
     def __init__(
-        self, models: ModelPool, builder: ContextBuilder | None, prompts: PromptRegistry | None = None
+        self,
+        models: ModelPool,
+        builder: ContextBuilder | None,
+        prompts: PromptRegistry | None = None,
+        guards: GuardSettings | None = None,
     ) -> None:
         self.models = models
         self.builder = builder
+        self.guards = guards or GuardSettings()
         self.prompts = prompts or builtin_registry()
         self._actions: dict[tuple[str, ...], tuple[float, PromptRegistry]] = {}
 
@@ -240,7 +247,7 @@ class ChatTasks:
         if not str(getattr(inp, needed)).strip():
             raise MissingField(task, needed)
         variables, framework, sources = await self._offload(self._prepare, task, inp)
-        model = inp.model or self.models.task_model(task)
+        model = self.models.route(inp.model or self.models.task_model(task))
         template = self.prompts.get(task)
         fitted = await self._offload(self._fit, task, self.prompts, variables, model, inp, template)
         result = await self.chat(task, fitted.prompt, model, replace(inp, max_tokens=fitted.max_tokens), cancel)
@@ -284,7 +291,7 @@ class ChatTasks:
         located = await self._offload(self._locate, inp)
         variables = {**self._variables("action", inp, located), **dict(inp.variables)}
         tier = template.tier if template.tier in ("large", "fast") else "large"
-        model = inp.model or self.models.tier_model(tier)  # type: ignore[arg-type]
+        model = self.models.route(inp.model or self.models.tier_model(tier))  # type: ignore[arg-type]
         fitted = await self._offload(self._fit, template.name, registry, variables, model, inp, template)
         result = await self.chat(
             template.name, fitted.prompt, model, replace(inp, max_tokens=fitted.max_tokens), cancel
@@ -297,30 +304,39 @@ class ChatTasks:
     ) -> TaskResult:
         """Run a rendered prompt on ``model`` as a chat (tasks, actions and prompt evaluations all end here)."""
         backend = self.models.get(model)
+        # The template's own instructions are ours; everything it carries from the client and the repository is
+        # data: secrets masked, planted instructions neutralised (the system text is the template's alone).
+        guard = guard_for(backend, self.guards)
         messages = []
         if prompt.system:
             messages.append(ChatMessage("system", prompt.system))
-        messages.append(ChatMessage("user", prompt.user))
+        messages.append(ChatMessage("user", guard.prompt_text(prompt.user)))
         template = self.prompts.get(task) if task in TASKS else None
         default_max = int(template.meta.get("max_tokens", 768)) if template else 768
         t = time.perf_counter()
-        completion = await backend.chat(
-            ChatRequest(
-                tuple(messages),
-                max_tokens=check_max_tokens(backend, inp.max_tokens or default_max),
-                temperature=inp.temperature,
-                seed=inp.seed,
-                priority=inp.priority,
-                deadline_s=inp.deadline_s,
-                cancel=cancel,
-            )
+        request = ChatRequest(
+            tuple(messages),
+            max_tokens=check_max_tokens(backend, inp.max_tokens or default_max),
+            temperature=inp.temperature,
+            seed=inp.seed,
+            priority=inp.priority,
+            deadline_s=inp.deadline_s,
+            cancel=cancel,
         )
+        try:
+            completion = await backend.chat(request)
+        except BackendError as exc:
+            self.models.record(model, False, time.perf_counter() - t, exc.one_line())
+            raise
+        self.models.record(model, True, time.perf_counter() - t)
         if completion.finish_reason == "cancelled":
             raise Cancelled(f"task {task} cancelled")
-        block = _CODE_BLOCK.search(completion.text)
+        client_text = "\n".join((inp.code, inp.diff, inp.question, inp.instruction, *map(str, inp.variables.values())))
+        text = guard.answer(completion.text, client_text, withheld_as="[secret withheld]")
+        block = _CODE_BLOCK.search(text)
         return TaskResult(
             task=task,
-            text=completion.text,
+            text=text,
             model=backend.name,
             template=prompt.record(),
             usage=completion.usage,

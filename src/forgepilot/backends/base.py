@@ -180,6 +180,8 @@ class Backend(abc.ABC):
     can_embed: bool = False
     can_tokenize: bool = False
     max_context: int = 2048
+    #: Another process or machine reads the prompts (an HTTP model server): guards always mask secrets for it.
+    remote: bool = False
 
     def __init__(self, name: str) -> None:
         #: ``provider:model``, as users and telemetry name it.

@@ -100,6 +100,7 @@ def _error_message(response: httpx.Response) -> str:
 class OpenAICompatibleBackend(Backend):
     can_stream = True
     can_chat = True
+    remote = True
 
     def __init__(
         self,

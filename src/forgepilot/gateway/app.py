@@ -657,6 +657,8 @@ def create_app(
         metrics.degraded.set(int(status.degraded))
         for window, burn in status.burn.items():
             metrics.burn_rate.labels(window).set(burn)
+        for model, breaker in assistant.models.breakers().items():
+            metrics.breaker.labels(model).set({"closed": 0.0, "half_open": 0.5, "open": 1.0}[breaker.state])
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/healthz")
@@ -675,6 +677,11 @@ def create_app(
                 "requests": status.requests,
             },
             "deployment": monitoring.deployment,
+            "breakers": {
+                model: {"state": b.state, "failures_in_a_row": b.consecutive_failures, "last_error": b.last_error}
+                for model, b in assistant.models.breakers().items()
+            },
+            "fallbacks": settings.assist.fallbacks,
             "version": __version__,
             "default_model": settings.default_model,
             "tiers": {t: assistant.models.tier_model(t) for t in ("large", "fast", "embed")},

@@ -39,6 +39,12 @@ class GatewayMetrics:
         self.events_skewed = Counter(
             "forgepilot_events_clock_skewed", "Events whose client clock is off by more than allowed", registry=r
         )
+        self.breaker = Gauge(
+            "forgepilot_breaker_state",
+            "Circuit breaker per model: 0 closed, 0.5 half-open, 1 open",
+            ["model"],
+            registry=r,
+        )
         self.degraded = Gauge("forgepilot_degraded", "1 while the assistant serves in degraded mode", registry=r)
         self.burn_rate = Gauge(
             "forgepilot_slo_burn_rate", "Completion SLO error-budget burn rate by window", ["window"], registry=r
