@@ -250,6 +250,17 @@ class GuardSettings(BaseModel):
     redact_output: bool = True
 
 
+class DeploySettings(BaseModel):
+    """Deployments that serve: how often the registry is polled and the running rollout judged."""
+
+    model_config = {"extra": "forbid"}
+
+    #: Seconds between checks of the registry for a promoted champion or a rollout's new share.
+    poll_s: float = Field(default=1.0, gt=0)
+    #: Seconds between judgements of the running rollout by a serving gateway.
+    tick_s: float = Field(default=5.0, gt=0)
+
+
 class MonitorSettings(BaseModel):
     """Live monitoring: retention checks, the completion SLO behind degraded mode, and drift thresholds."""
 
@@ -307,6 +318,7 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     guards: GuardSettings = Field(default_factory=GuardSettings)
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
 
     @classmethod
     def settings_customise_sources(

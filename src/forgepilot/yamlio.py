@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 LINE_KEY = "__line__"
+KEY_LINES = "__key_lines__"
 
 
 class LineLoader(yaml.SafeLoader):
@@ -20,6 +21,8 @@ class LineLoader(yaml.SafeLoader):
 def _construct_mapping(loader: LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     mapping = loader.construct_mapping(node, deep=True)
     mapping[LINE_KEY] = node.start_mark.line + 1
+    # Each key's own line: a bad value on line 7 of a mapping that starts on line 1 is reported on line 7.
+    mapping[KEY_LINES] = {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
     return mapping
 
 
@@ -46,9 +49,14 @@ def line_of(value: Any) -> int | None:
     return value.get(LINE_KEY) if isinstance(value, dict) else None
 
 
+def line_of_key(mapping: Any, key: Any) -> int | None:
+    """The line ``key`` of ``mapping`` is written on (None when unknown)."""
+    return mapping.get(KEY_LINES, {}).get(key) if isinstance(mapping, dict) else None
+
+
 def strip_lines(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: strip_lines(v) for k, v in value.items() if k != LINE_KEY}
+        return {k: strip_lines(v) for k, v in value.items() if k not in (LINE_KEY, KEY_LINES)}
     if isinstance(value, list):
         return [strip_lines(v) for v in value]
     return value

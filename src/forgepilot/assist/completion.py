@@ -58,6 +58,9 @@ class CompletionInput:
     deadline_s: float | None = None
     #: A tighter prompt budget than ``[context] max_prompt_tokens`` (degraded mode shrinks the prompt).
     prompt_tokens: int | None = None
+    #: The context sources this request may use, of those the settings switch on (None: all of them); a
+    #: deployment serves with its own.
+    sources: frozenset[str] | None = None
 
 
 @dataclass
@@ -201,7 +204,17 @@ class TypedAhead:
             doc.path,
             doc.language.name if doc.language else "",
             doc.repository or "",
-            repr((request.mode, request.context, request.max_tokens, request.top_p, request.seed)),
+            repr(
+                (
+                    request.mode,
+                    request.context,
+                    request.max_tokens,
+                    request.top_p,
+                    request.seed,
+                    None if request.sources is None else sorted(request.sources),
+                    request.prompt_tokens,
+                )
+            ),
             *(
                 f"{f.path}\x00{len(f.text)}\x00{hashlib.blake2b(f.text.encode('utf-8', 'surrogatepass')).hexdigest()}"
                 for f in request.recent
@@ -342,6 +355,7 @@ class CompletionService:
             # An editor typing at one spot keeps that spot's snippets: the cached prompt stays valid.
             pin=request.priority == "interactive",
             prompt_tokens=request.prompt_tokens,
+            sources=request.sources,
         )
         context_s = time.perf_counter() - t - ctx.seconds.get("render", 0.0)
         stop = ("\n",) if mode == "inline" and doc.prefix.rpartition("\n")[2].strip() else ()

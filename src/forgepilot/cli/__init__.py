@@ -27,6 +27,7 @@ from forgepilot.cli import (
     models,
     monitor,
     registry,
+    rollout,
     serve,
 )
 from forgepilot.cli._common import err
@@ -60,6 +61,7 @@ app.add_typer(dataset.app, name="dataset")
 app.add_typer(eval.app, name="eval")
 app.add_typer(gate.app, name="gate")
 app.add_typer(registry.app, name="registry")
+app.add_typer(rollout.app, name="rollout")
 app.command()(gate.promote)
 
 

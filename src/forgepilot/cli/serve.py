@@ -49,9 +49,11 @@ def serve(
     import uvicorn
 
     from forgepilot.assist import Assistant
+    from forgepilot.deploy import DeploymentRouter, RolloutController
     from forgepilot.gateway import GatewayStore, create_app, is_loopback
     from forgepilot.gateway.net import listen_socket
     from forgepilot.monitor import Monitoring, current_actor, record_settings
+    from forgepilot.registry import open_registry
 
     s = settings()
     gw = s.gateway.model_copy(
@@ -87,7 +89,23 @@ def serve(
     if moved:
         err.print(f"moved {moved} events from {store.path.name} to {monitoring.store.path.name}")
     record_settings(monitoring.audit, s.model_dump(mode="json"), actor=current_actor())
-    app = create_app(assistant, store=store, auth_required=required, monitoring=monitoring)
+    registry = open_registry(s.state_dir)
+    controller = RolloutController(registry, monitoring.store, monitoring.audit)
+    known = frozenset(assistant.models.names())
+    router = DeploymentRouter(
+        registry,
+        default_model=s.default_model,
+        default_alias=s.monitor.deployment,
+        known=known.__contains__,
+        poll_s=s.deploy.poll_s,
+        on_broken_canary=controller.fail_canary,
+    )
+    for d in router.split().champion, router.split().canary:
+        if d is not None and d.note:
+            err.print(f"[yellow]{escape(d.note)}[/]")
+    app = create_app(
+        assistant, store=store, auth_required=required, monitoring=monitoring, router=router, controller=controller
+    )
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
 
@@ -108,5 +126,6 @@ def serve(
     finally:
         store.close()
         monitoring.close()
+        registry.close()
     if not server.started:
         raise ConfigError(f"the gateway on {gw.host}:{gw.port} did not start", hint="run with --verbose for details")

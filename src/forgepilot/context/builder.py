@@ -59,6 +59,8 @@ class _Spot:
     line: int
     #: The open files (path and content hash): another file opened or edited chooses again.
     recent: tuple[tuple[str, int], ...]
+    #: The sources a deployment allows (None: as the settings say).
+    sources: tuple[str, ...] | None = None
 
     @property
     def key(self) -> str:
@@ -208,10 +210,18 @@ class ContextBuilder:
         return locate(self.workspace.store, doc.path, doc.repository)
 
     def collect(
-        self, doc: Document, recent: Sequence[OpenFile], located: Located | None, seconds: dict[str, float]
+        self,
+        doc: Document,
+        recent: Sequence[OpenFile],
+        located: Located | None,
+        seconds: dict[str, float],
+        sources: frozenset[str] | None = None,
     ) -> dict[str, list[Snippet]]:
-        """Candidates per source, best first (``seconds`` receives each source's time)."""
+        """Candidates per source, best first (``seconds`` receives each source's time); ``sources`` narrows the
+        sources the settings switch on (a deployment serves with its own)."""
         s = self.settings
+        if sources is not None:
+            s = s.model_copy(update={name: getattr(s, name) and name in sources for name in SNIPPET_SOURCES})
         found: dict[str, list[Snippet]] = {}
         if s.related and self.related is not None and located is not None:
             t = time.perf_counter()
@@ -291,6 +301,7 @@ class ContextBuilder:
         enabled: bool = True,
         pin: bool = False,
         prompt_tokens: int | None = None,
+        sources: frozenset[str] | None = None,
     ) -> ContextResult:
         """The prompt for completing ``doc`` at its cursor; ``enabled=False`` sends prefix and suffix alone.
 
@@ -328,11 +339,17 @@ class ContextBuilder:
         located = self.locate(doc) if enabled else None
         current = located.path if located else doc.path
         room = budget - prefix_tokens - suffix_tokens
-        spot = _Spot(doc.path, template.family, doc.cursor_line, tuple((f.path, hash(f.text)) for f in recent))
+        spot = _Spot(
+            doc.path,
+            template.family,
+            doc.cursor_line,
+            tuple((f.path, hash(f.text)) for f in recent),
+            tuple(sorted(sources)) if sources is not None else None,
+        )
         chosen = self._pinned(spot, room, count) if enabled and pin else None
         dropped: dict[str, int] = {}
         if chosen is None:
-            candidates = self.collect(doc, recent, located, seconds) if enabled else {}
+            candidates = self.collect(doc, recent, located, seconds, sources) if enabled else {}
             t = time.perf_counter()
             chosen, dropped = self._choose(candidates, current, room, count)
             if enabled and pin:
@@ -399,7 +416,8 @@ class ContextBuilder:
     def _pinned(self, spot: _Spot, room: int, count: TokenCounter) -> list[Snippet] | None:
         """The snippets pinned at this spot, if the cursor is still near it, recently, and they still fit."""
         found = self._pins.get(spot.key)
-        if found is None or found.spot.recent != spot.recent or abs(found.spot.line - spot.line) > PIN_LINES:
+        moved = abs(found.spot.line - spot.line) > PIN_LINES if found else True
+        if found is None or moved or (found.spot.recent, found.spot.sources) != (spot.recent, spot.sources):
             return None
         if time.monotonic() - found.at > PIN_SECONDS:
             return None

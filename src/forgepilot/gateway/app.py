@@ -36,7 +36,8 @@ from forgepilot.backends.base import (
     check_max_tokens,
 )
 from forgepilot.context import Document, OpenFile
-from forgepilot.errors import BackendError, ForgePilotError, ModelError
+from forgepilot.deploy import DeploymentRouter, RolloutController, ServingDeployment
+from forgepilot.errors import BackendError, ForgePilotError, ModelError, UnknownModel
 from forgepilot.gateway.errors import HTTPError, envelope, from_forgepilot, validation_error
 from forgepilot.gateway.guard import Guard, RateLimiter
 from forgepilot.gateway.metrics import GatewayMetrics
@@ -156,6 +157,15 @@ async def _wait_disconnect(request: Request) -> None:
             return
 
 
+async def _judge_rollouts(controller: RolloutController, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await asyncio.to_thread(controller.tick)
+        except Exception:  # a bad tick must not stop the next one
+            _log.exception("judging the rollout failed")
+
+
 def create_app(
     assistant: Assistant,
     *,
@@ -163,9 +173,13 @@ def create_app(
     auth_required: bool,
     monitoring: Monitoring,
     metrics: GatewayMetrics | None = None,
+    router: DeploymentRouter | None = None,
+    controller: RolloutController | None = None,
 ) -> FastAPI:
-    """The gateway over ``assistant``: keys from ``store``, events, completions and mode through ``monitoring``."""
+    """The gateway over ``assistant``: keys from ``store``, events, completions and mode through ``monitoring``,
+    deployments from ``router`` (default: the settings' model), the running rollout judged by ``controller``."""
     settings = assistant.settings
+    router = router or DeploymentRouter(None, default_model=settings.default_model, default_alias=monitoring.deployment)
     gw = settings.gateway
     metrics = metrics or GatewayMetrics()
     guard = Guard(
@@ -176,12 +190,30 @@ def create_app(
     )
     mode = monitoring.mode
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A serving gateway judges the running rollout itself; several gateways may: the first decision wins.
+        task = asyncio.create_task(_judge_rollouts(controller, settings.deploy.tick_s)) if controller else None
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     # The docs routes are ours (below), so that with auth on they answer only a key unless made public.
-    app = FastAPI(title="ForgePilot gateway", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="ForgePilot gateway",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
     app.state.assistant = assistant
     app.state.metrics = metrics
     app.state.store = store
     app.state.monitoring = monitoring
+    app.state.router = router
     app.add_middleware(_Instrument, metrics=metrics, max_bytes=gw.max_request_bytes)
 
     def error_response(err: HTTPError) -> Response:
@@ -321,6 +353,18 @@ def create_app(
         count_tokens(model, result.usage)
         return result
 
+    def serving(inp: CompletionInput, deployment: ServingDeployment, degraded: bool) -> CompletionInput:
+        """The request as ``deployment`` serves it (its model unless the client named one, its context sources),
+        in degraded mode on the fast tier with a smaller prompt."""
+        inp = replace(inp, model=inp.model or deployment.model, sources=deployment.sources)
+        if degraded:
+            cut = mode.completion_overrides()
+            inp = replace(inp, model=cut.model or inp.model, prompt_tokens=cut.prompt_tokens)
+        return inp
+
+    def caller_host(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
     def chat_allowed() -> None:
         if mode.chat_paused():
             raise HTTPError(
@@ -346,7 +390,15 @@ def create_app(
             "data": [
                 {"id": n, "object": "model", "created": now, "owned_by": "forgepilot"} for n in assistant.models.names()
             ],
+            "deployments": deployments_record(),
         }
+
+    def deployments_record() -> list[dict[str, Any]]:
+        split = router.split()
+        out = [{**split.champion.record(), "share": 1.0 - split.share}]
+        if split.canary is not None:
+            out.append({**split.canary.record(), "share": split.share, "rollout": split.rollout_id})
+        return out
 
     @app.post("/v1/completions", response_model=None)
     async def completions(
@@ -522,15 +574,42 @@ def create_app(
             priority="interactive",
             deadline_s=gw.request_budget_s,
         )
+        who = user or request.headers.get("x-forgepilot-user") or body.user or caller_host(request)
+        deployment = router.choose(who)
         degraded = mode.degraded
-        if degraded:  # a smaller prompt on the fast tier, unless the client named a model
-            cut = mode.completion_overrides()
-            inp = replace(inp, model=body.model or cut.model, prompt_tokens=cut.prompt_tokens)
+        cid = _new_id("cmpl")
+        language = doc.language.name if doc.language else None
         started = time.perf_counter()
+
+        def failed(exc: ForgePilotError) -> None:  # the service failed: a client's bad request spends no budget
+            monitoring.failed(
+                time.perf_counter() - started,
+                completion_id=cid,
+                deployment=deployment.alias,
+                model=serving(inp, deployment, degraded).model or deployment.model,
+                language=language,
+                error=exc.one_line(),
+                user=who,
+            )
+
         try:
-            result = await until_disconnect(request, lambda token: assistant.completions.complete(inp, token))
-        except (BackendError, ModelError):  # the service failed (a client's bad request spends no error budget)
-            monitoring.failed(time.perf_counter() - started)
+            result = await until_disconnect(
+                request, lambda token: assistant.completions.complete(serving(inp, deployment, degraded), token)
+            )
+        except (UnknownModel, ModelError) as exc:
+            if deployment.alias != "canary" or controller is None:
+                if isinstance(exc, ModelError):
+                    failed(exc)
+                raise
+            # A canary that cannot serve is rolled back, not an outage: this request and the rest go to the champion.
+            controller.fail_canary(router.split().rollout_id or "", f"the canary failed to load: {exc.one_line()}")
+            router.refresh()
+            deployment = router.choose(who)
+            result = await until_disconnect(
+                request, lambda token: assistant.completions.complete(serving(inp, deployment, degraded), token)
+            )
+        except BackendError as exc:
+            failed(exc)
             raise
         request.state.model_s = result.timings.get("model", 0.0)
         metrics.cache.labels("hit" if result.cached else "miss").inc()
@@ -540,12 +619,8 @@ def create_app(
         if result.reason:
             metrics.empty.labels(result.reason).inc()
         count_tokens(result.model, result.usage)
-        cid = _new_id("cmpl")
-        language = doc.language.name if doc.language else None
         monitoring.served(
-            served_completion(
-                cid, result, deployment=monitoring.deployment, language=language, user=user, degraded=degraded
-            )
+            served_completion(cid, result, deployment=deployment.alias, language=language, user=who, degraded=degraded)
         )
         return {
             "id": cid,
@@ -557,7 +632,7 @@ def create_app(
             "reason": result.reason,
             "why": result.why(),
             "usage": _usage(result.usage),
-            "deployment": monitoring.deployment,
+            "deployment": deployment.alias,
             "degraded": degraded,
             **result.template,
         }
@@ -676,7 +751,7 @@ def create_app(
                 "burn_rate": status.burn,
                 "requests": status.requests,
             },
-            "deployment": monitoring.deployment,
+            "deployments": deployments_record(),
             "breakers": {
                 model: {"state": b.state, "failures_in_a_row": b.consecutive_failures, "last_error": b.last_error}
                 for model, b in assistant.models.breakers().items()

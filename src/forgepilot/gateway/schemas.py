@@ -128,6 +128,9 @@ class AssistCompleteBody(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     context: bool = True
     cache: bool = True
+    #: Who is typing (any stable id): a canary's share of users is sticky per user. With API keys, the key's
+    #: name is the user and this is ignored; without, the ``X-ForgePilot-User`` header or this field.
+    user: str | None = Field(default=None, max_length=200)
 
 
 class AssistTaskBody(BaseModel):

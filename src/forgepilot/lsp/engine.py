@@ -44,14 +44,21 @@ class InProcessEngine:
             cut = mode.completion_overrides()
             inp = replace(inp, model=cut.model, prompt_tokens=cut.prompt_tokens)
         started = time.perf_counter()
-        try:
-            result = await self.assistant.completions.complete(inp, cancel)
-        except (BackendError, ModelError):
-            if self.monitoring is not None:
-                self.monitoring.failed(time.perf_counter() - started)
-            raise
         cid = f"cmpl-{secrets.token_hex(12)}"
         language = doc.language.name if doc.language else None
+        try:
+            result = await self.assistant.completions.complete(inp, cancel)
+        except (BackendError, ModelError) as exc:
+            if self.monitoring is not None:
+                self.monitoring.failed(
+                    time.perf_counter() - started,
+                    completion_id=cid,
+                    deployment=self.monitoring.deployment,
+                    model=inp.model or self.assistant.models.task_model("complete"),
+                    language=language,
+                    error=exc.one_line(),
+                )
+            raise
         if self.monitoring is not None:
             self.monitoring.served(
                 served_completion(

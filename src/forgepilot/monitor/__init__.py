@@ -5,7 +5,7 @@ from forgepilot.monitor.degrade import CompletionOverrides, DegradedMode, Degrad
 from forgepilot.monitor.drift import DomainProfile, DriftReport, FeatureDrift, compare, psi
 from forgepilot.monitor.retention import Accepted, RetentionTracker, retained_share
 from forgepilot.monitor.service import Monitoring, audit_db, monitor_db, served_completion
-from forgepilot.monitor.store import MonitorStore, WindowSample
+from forgepilot.monitor.store import DeploymentCounts, MonitorStore, WindowSample
 from forgepilot.monitor.summary import MonitorSummary, summarize
 from forgepilot.monitor.types import (
     EVENT_TYPES,
@@ -32,6 +32,7 @@ __all__ = [
     "CompletionOverrides",
     "DegradedMode",
     "DegradedStatus",
+    "DeploymentCounts",
     "DomainProfile",
     "DriftReport",
     "Event",

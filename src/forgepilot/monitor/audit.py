@@ -24,6 +24,8 @@ AuditAction = Literal[
     "key_revoked",
     "promoted",
     "rolled_back",
+    "rollout_started",
+    "rollout_step",
     "degraded",
     "recovered",
     "settings_changed",

@@ -105,7 +105,37 @@ class Monitoring:
         self.store.record_completion(completion)
         self.mode.observe(completion.latency_ms / 1000, ok=True)
 
-    def failed(self, latency_s: float) -> None:
+    def failed(
+        self,
+        latency_s: float,
+        *,
+        completion_id: str,
+        deployment: str,
+        model: str,
+        language: str | None,
+        error: str,
+        user: str | None = None,
+    ) -> None:
+        """A completion the backend failed: it burns the error budget and counts against its deployment."""
+        self.store.record_completion(
+            ServedCompletion(
+                id=completion_id,
+                served_at=time.time(),
+                deployment=deployment,
+                model=model,
+                mode="unknown",
+                language=language,
+                template_id=None,
+                template_version=None,
+                prompt_tokens=0,
+                completion_tokens=0,
+                latency_ms=latency_s * 1000,
+                output_chars=0,
+                empty_reason=None,
+                user=user,
+                error=error,
+            )
+        )
         self.mode.observe(latency_s, ok=False)
 
     def auth_failed(self, client: str, code: str) -> None:

@@ -83,9 +83,11 @@ MIGRATIONS: list[Migration] = [
             empty_reason TEXT,
             sources TEXT NOT NULL,         -- context sources in the prompt, comma-separated
             cached INTEGER NOT NULL,
-            degraded INTEGER NOT NULL
+            degraded INTEGER NOT NULL,
+            error TEXT                     -- the backend's failure (no answer was served), else NULL
         );
         CREATE INDEX completions_time ON completions(served_at);
+        CREATE INDEX completions_deployment ON completions(deployment, served_at);
         CREATE TABLE mode_changes (
             id INTEGER PRIMARY KEY,
             at REAL NOT NULL,
@@ -154,6 +156,7 @@ _COMPLETION_COLUMNS = (
     "sources",
     "cached",
     "degraded",
+    "error",
 )
 _HOUR = 3600.0
 _ROLLUP_UPSERT = (
@@ -176,6 +179,17 @@ class _Batch:
     rows: list[tuple[Any, ...]]
     done: bool = False
     error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentCounts:
+    requests: int
+    errors: int
+    slow: int
+    shown: int
+    accepted: int
+    retention_checked: int
+    retained: int
 
 
 @dataclass(frozen=True)
@@ -281,6 +295,7 @@ class MonitorStore(SqliteStore):
                 ",".join(sorted(set(c.sources))),
                 int(c.cached),
                 int(c.degraded),
+                c.error,
             )
             for c in batch
         ]
@@ -493,7 +508,7 @@ class MonitorStore(SqliteStore):
         select = ", ".join(keys) + ", " if keys else ""
         rows = self.conn.execute(
             f"SELECT {select}latency_ms, empty_reason IS NOT NULL, degraded FROM completions "
-            "WHERE served_at >= ? AND served_at < ?",
+            "WHERE served_at >= ? AND served_at < ? AND error IS NULL",
             (since, until if until is not None else float("inf")),
         ).fetchall()
         groups: dict[tuple[Any, ...], list[tuple[float, int, int]]] = {}
@@ -520,7 +535,7 @@ class MonitorStore(SqliteStore):
         self.flush()
         rows = self.conn.execute(
             "SELECT language, prompt_tokens, output_chars, sources, empty_reason FROM completions "
-            "WHERE served_at >= ? AND served_at < ?",
+            "WHERE served_at >= ? AND served_at < ? AND error IS NULL",
             (since, until),
         ).fetchall()
         counts = self.conn.execute(
@@ -537,6 +552,24 @@ class MonitorStore(SqliteStore):
             shown=counts[0] or 0,
             accepted=counts[1] or 0,
         )
+
+    def deployment_counts(self, deployment: str, since: float, *, slow_ms: float | None = None) -> DeploymentCounts:
+        """What a rollout's guards read for one deployment since ``since``: requests, failures, slow answers,
+        suggestions shown and accepted, retention checks and retained."""
+        self.flush()
+        served = self.conn.execute(
+            "SELECT count(*), coalesce(sum(error IS NOT NULL), 0), coalesce(sum(latency_ms > ?), 0) "
+            "FROM completions WHERE deployment = ? AND served_at >= ?",
+            (slow_ms if slow_ms is not None else float("inf"), deployment, since),
+        ).fetchone()
+        events = self.conn.execute(
+            "SELECT coalesce(sum(type = 'shown'), 0), coalesce(sum(type IN ('accepted', 'partially_accepted')), 0), "
+            "count(CASE WHEN type = 'retained' THEN retained_share END), "
+            "coalesce(sum(type = 'retained' AND retained_share >= 0.5), 0) "
+            "FROM events WHERE deployment = ? AND received_at >= ?",
+            (deployment, since),
+        ).fetchone()
+        return DeploymentCounts(served[0], served[1], served[2], events[0], events[1], events[2], events[3])
 
     def mode_changes(self, limit: int = 20) -> list[ModeChange]:
         rows = self.conn.execute("SELECT * FROM mode_changes ORDER BY id DESC LIMIT ?", (limit,)).fetchall()

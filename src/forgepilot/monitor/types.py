@@ -58,6 +58,8 @@ class ServedCompletion:
     user: str | None = None
     cached: bool = False
     degraded: bool = False
+    #: Set when the backend failed and nothing was served (the row still counts against the deployment).
+    error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,9 @@ from forgepilot.registry.store import (
     EntityType,
     PinnedSpec,
     Registry,
+    Rollout,
+    RolloutDecision,
+    RolloutState,
     content_id,
     open_registry,
 )
@@ -20,6 +23,9 @@ __all__ = [
     "EntityType",
     "PinnedSpec",
     "Registry",
+    "Rollout",
+    "RolloutDecision",
+    "RolloutState",
     "content_id",
     "open_registry",
 ]

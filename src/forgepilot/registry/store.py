@@ -83,7 +83,42 @@ MIGRATIONS: list[Migration] = [
         )
         """,
     ),
+    (
+        3,
+        "canary rollouts and their decisions",
+        """
+        CREATE TABLE rollouts (
+            id TEXT PRIMARY KEY,
+            spec TEXT NOT NULL,            -- JSON: the rollout spec as validated
+            spec_sha256 TEXT NOT NULL,
+            spec_path TEXT NOT NULL,
+            champion TEXT NOT NULL,        -- JSON: the champion's target when the rollout started
+            canary TEXT NOT NULL,          -- JSON: the canary's target
+            step INTEGER NOT NULL,         -- index into the spec's shares
+            share REAL NOT NULL,           -- the canary's share of users now (0 once it ends)
+            state TEXT NOT NULL,           -- running | promoted | rolled_back | stopped
+            reason TEXT NOT NULL,
+            step_started_at REAL NOT NULL,
+            started_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX rollouts_state ON rollouts(state, started_at);
+        CREATE TABLE rollout_decisions (
+            id INTEGER PRIMARY KEY,
+            rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+            at REAL NOT NULL,
+            action TEXT NOT NULL,          -- started | next_step | promoted | rolled_back | stopped | waiting
+            step INTEGER NOT NULL,
+            share REAL NOT NULL,
+            reason TEXT NOT NULL,
+            evidence TEXT NOT NULL         -- JSON: per guard, the counts, estimates and boundary of the test
+        );
+        CREATE INDEX rollout_decisions_rollout ON rollout_decisions(rollout_id, id);
+        """,
+    ),
 ]
+
+RolloutState = Literal["running", "promoted", "rolled_back", "stopped"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +156,42 @@ class Deployment:
     target: dict[str, Any]
     decision_id: str | None
     updated_at: float
+
+
+@dataclass(frozen=True)
+class Rollout:
+    id: str
+    spec: dict[str, Any]
+    spec_sha256: str
+    spec_path: str
+    champion: dict[str, Any]
+    canary: dict[str, Any]
+    step: int
+    share: float
+    state: RolloutState
+    reason: str
+    step_started_at: float
+    started_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class RolloutDecision:
+    rollout_id: str
+    at: float
+    action: str
+    step: int
+    share: float
+    reason: str
+    evidence: dict[str, Any]
+
+
+def _rollout(r: Any) -> Rollout:
+    return Rollout(
+        r["id"], json.loads(r["spec"]), r["spec_sha256"], r["spec_path"], json.loads(r["champion"]),
+        json.loads(r["canary"]), r["step"], r["share"], r["state"], r["reason"], r["step_started_at"],
+        r["started_at"], r["updated_at"],
+    )  # fmt: skip
 
 
 def content_id(data: Any) -> str:
@@ -298,6 +369,117 @@ class Registry(SqliteStore):
             "SELECT id FROM entities WHERE type = 'candidate' AND name = ? ORDER BY created_at DESC", (name,)
         ).fetchall()
         return [str(r[0]) for r in rows]
+
+    # -- rollouts --------------------------------------------------------------------------------------------
+    def start_rollout(
+        self, spec: dict[str, Any], spec_sha256: str, spec_path: str, champion: dict[str, Any], canary: dict[str, Any]
+    ) -> Rollout:
+        """Begin a rollout at its first step; refused while another one runs."""
+        now = time.time()
+        rollout_id = f"rollout-{content_id([spec_sha256, canary, now])[:12]}"
+        share = float(spec["steps"][0])
+        with self.transaction() as conn:
+            running = conn.execute("SELECT id FROM rollouts WHERE state = 'running'").fetchone()
+            if running is not None:
+                raise UserError(
+                    f"rollout {running['id']} is still running", hint="wait for it, or `forgepilot rollout stop`"
+                )
+            conn.execute(
+                "INSERT INTO rollouts VALUES (?, ?, ?, ?, ?, ?, 0, ?, 'running', 'started', ?, ?, ?)",
+                (
+                    rollout_id, json.dumps(spec, sort_keys=True), spec_sha256, spec_path,
+                    json.dumps(champion, sort_keys=True), json.dumps(canary, sort_keys=True), share, now, now, now,
+                ),
+            )  # fmt: skip
+            self._decision(conn, rollout_id, "started", 0, share, f"canary at {share:.0%} of users", {})
+        return self.rollout(rollout_id)
+
+    def rollout(self, rollout_id: str) -> Rollout:
+        row = self.conn.execute("SELECT * FROM rollouts WHERE id = ?", (rollout_id,)).fetchone()
+        if row is None:
+            raise UserError(f"no rollout {rollout_id!r}", hint="see `forgepilot rollout status`")
+        return _rollout(row)
+
+    def active_rollout(self) -> Rollout | None:
+        row = self.conn.execute("SELECT * FROM rollouts WHERE state = 'running' LIMIT 1").fetchone()
+        return _rollout(row) if row else None
+
+    def latest_rollout(self) -> Rollout | None:
+        row = self.conn.execute("SELECT * FROM rollouts ORDER BY started_at DESC LIMIT 1").fetchone()
+        return _rollout(row) if row else None
+
+    def move_rollout(
+        self,
+        rollout_id: str,
+        *,
+        action: str,
+        step: int,
+        share: float,
+        state: RolloutState,
+        reason: str,
+        evidence: dict[str, Any],
+        promote: bool = False,
+    ) -> Rollout | None:
+        """Record a decision and apply it in one transaction (the canary's share, the rollout's state, and when
+        ``promote``, the champion alias moved to the canary's target); None when the rollout is no longer
+        running (another process decided first: the first decision wins)."""
+        now = time.time()
+        with self.transaction() as conn:
+            row = conn.execute("SELECT * FROM rollouts WHERE id = ? AND state = 'running'", (rollout_id,)).fetchone()
+            if row is None:
+                return None
+            new_step = step != row["step"]
+            conn.execute(
+                "UPDATE rollouts SET step = ?, share = ?, state = ?, reason = ?, updated_at = ?, "
+                "step_started_at = CASE WHEN ? THEN ? ELSE step_started_at END WHERE id = ?",
+                (step, share, state, reason, now, new_step, now, rollout_id),
+            )
+            self._decision(conn, rollout_id, action, step, share, reason, evidence)
+            if promote:
+                canary = json.loads(row["canary"])
+                payload = json.dumps(canary, sort_keys=True)
+                conn.execute(
+                    "INSERT INTO deployments(alias, target, decision_id, updated_at) VALUES ('champion', ?, ?, ?) "
+                    "ON CONFLICT(alias) DO UPDATE SET target = excluded.target, decision_id = excluded.decision_id, "
+                    "updated_at = excluded.updated_at",
+                    (payload, rollout_id, now),
+                )
+                conn.execute(
+                    "INSERT INTO deployment_history(alias, target, decision_id, moved_at) VALUES ('champion', ?, ?, ?)",
+                    (payload, rollout_id, now),
+                )
+        if promote:
+            entity = self.put("deployment", "champion", "champion", {"target": json.loads(row["canary"])})
+            self.link(entity, "promoted_by", ("rollout", rollout_id))
+        return self.rollout(rollout_id)
+
+    @staticmethod
+    def _decision(
+        conn: Any, rollout_id: str, action: str, step: int, share: float, reason: str, evidence: dict[str, Any]
+    ) -> None:
+        conn.execute(
+            "INSERT INTO rollout_decisions(rollout_id, at, action, step, share, reason, evidence) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (rollout_id, time.time(), action, step, share, reason, json.dumps(evidence, sort_keys=True, default=str)),
+        )
+
+    def rollout_decisions(self, rollout_id: str) -> list[RolloutDecision]:
+        rows = self.conn.execute(
+            "SELECT * FROM rollout_decisions WHERE rollout_id = ? ORDER BY id", (rollout_id,)
+        ).fetchall()
+        return [
+            RolloutDecision(r["rollout_id"], r["at"], r["action"], r["step"], r["share"], r["reason"],
+                            json.loads(r["evidence"]))
+            for r in rows
+        ]  # fmt: skip
+
+    def serving_version(self) -> tuple[float, float]:
+        """Changes when a deployment or a rollout changes: what a serving process polls (one cheap query)."""
+        row = self.conn.execute(
+            "SELECT (SELECT coalesce(max(updated_at), 0) FROM deployments), "
+            "(SELECT coalesce(max(updated_at), 0) FROM rollouts)"
+        ).fetchone()
+        return float(row[0]), float(row[1])
 
     def counts(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT type, count(*) FROM entities GROUP BY type").fetchall())
