@@ -266,7 +266,8 @@ class MonitorSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    #: The deployment name events and completions are recorded under (the registry's alias once deployments serve).
+    #: The deployment the in-process LSP server records its completions under (a gateway records the alias that
+    #: answered each one: champion or canary).
     deployment: str = "default"
     #: Seconds after an accept at which the LSP server checks the accepted text is still there (Copilot checks
     #: at 30 s, 2 min, 5 min and 10 min).

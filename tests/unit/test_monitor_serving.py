@@ -62,7 +62,7 @@ async def test_burning_the_budget_degrades_serving_visibly(
 ) -> None:
     client, monitoring = slow_gateway
     first = (await client.post("/v1/assist/complete", json=BODY)).json()
-    assert first["degraded"] is False and first["model"] == "fake:big" and first["deployment"] == "default"
+    assert first["degraded"] is False and first["model"] == "fake:big" and first["deployment"] == "champion"
     for _ in range(3):
         await client.post("/v1/assist/complete", json=BODY)
     health = (await client.get("/healthz")).json()
@@ -127,7 +127,7 @@ async def test_served_completions_feed_events_and_retention(isolated_state: Path
         (retention,) = monitoring.store.retention(0, now + 10, ["model"])
         assert retention.group == {"model": "fake:big"} and retention.retention_rate == 1.0
         (latency,) = monitoring.store.latency(0, now + 10)
-        assert latency.requests == 1 and latency.group == {"deployment": "default", "model": "fake:big"}
+        assert latency.requests == 1 and latency.group == {"deployment": "champion", "model": "fake:big"}
     finally:
         await client.aclose()
         await assistant.aclose()

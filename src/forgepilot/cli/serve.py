@@ -95,7 +95,6 @@ def serve(
     router = DeploymentRouter(
         registry,
         default_model=s.default_model,
-        default_alias=s.monitor.deployment,
         known=known.__contains__,
         poll_s=s.deploy.poll_s,
         on_broken_canary=controller.fail_canary,

@@ -3,7 +3,7 @@
 A deployment is what the registry's alias points at: a model, its context sources and generation parameters
 (``gates.promote`` writes them). The router reads the registry when it changes (one cheap query, at most every
 ``poll_s``), so promoting, starting a rollout or rolling back takes effect without a restart. Without a champion
-in the registry the settings' default model serves, as the deployment ``default``.
+in the registry the settings' default model serves as the champion.
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ class DeploymentRouter:
         registry: Registry | None,
         *,
         default_model: str,
-        default_alias: str = "default",
         known: Callable[[str], bool] = lambda name: True,
         poll_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -70,7 +69,9 @@ class DeploymentRouter:
         self.registry = registry
         #: Told (rollout id, why) when a rollout's canary names a model this server cannot serve.
         self.on_broken_canary = on_broken_canary
-        self.default = ServingDeployment(default_alias, default_model)
+        # What serves without a champion in the registry is the champion all the same: a rollout compares
+        # against it, and reports group by it.
+        self.default = ServingDeployment("champion", default_model)
         self.known = known
         self.poll_s = poll_s
         self._clock = clock

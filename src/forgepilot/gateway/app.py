@@ -139,8 +139,7 @@ def create_app(
             limiter=RateLimiter(gw.rate_limit_per_minute),
             on_failure=monitoring.auth_failed,
         ),
-        router=router
-        or DeploymentRouter(None, default_model=settings.default_model, default_alias=monitoring.deployment),
+        router=router or DeploymentRouter(None, default_model=settings.default_model),
         controller=controller,
         auth_required=auth_required,
     )
