@@ -153,3 +153,27 @@ async def test_guards_can_be_turned_off_for_local_models_but_never_for_remote_on
     result = await assistant.completions.complete(CompletionInput(document=doc, recent=(helper,), use_cache=False))
     assert any("fpcanary" in p for p in echo.prompts) and "fpcanary" in result.text  # what the guard prevents
     await assistant.aclose()
+
+
+async def test_guard_actions_are_counted_in_the_metrics(isolated_state: Path) -> None:
+    import httpx
+
+    from forgepilot.gateway import GatewayStore, create_app
+    from forgepilot.monitor import Monitoring
+
+    echo = Echo()
+    assistant = assistant_with(echo, isolated_state)
+    monitoring = Monitoring.open(isolated_state, assistant.settings.monitor)
+    store = GatewayStore(isolated_state / "gateway.db")
+    app = create_app(assistant, store=store, auth_required=False, monitoring=monitoring)
+    text = 'DB_PASSWORD = "my-own-password-9"\n\ndef connect():\n    password = '
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        r = await client.post(
+            "/v1/assist/complete", json={"text": text, "path": "db.py", "cursor": {"offset": len(text)}}
+        )
+        assert r.json()["text"] == '"my-own-password-9"'
+        metrics = (await client.get("/metrics")).text
+    assert 'forgepilot_guard_actions_total{action="masked"} 1.0' in metrics
+    await assistant.aclose()
+    store.close()
+    monitoring.close()

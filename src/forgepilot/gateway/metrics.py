@@ -39,6 +39,12 @@ class GatewayMetrics:
         self.events_skewed = Counter(
             "forgepilot_events_clock_skewed", "Events whose client clock is off by more than allowed", registry=r
         )
+        self.guard_actions = Counter(
+            "forgepilot_guard_actions",
+            "Guard actions on completions: masked, instructions, withheld, redacted",
+            ["action"],
+            registry=r,
+        )
         self.breaker = Gauge(
             "forgepilot_breaker_state",
             "Circuit breaker per model: 0 closed, 0.5 half-open, 1 open",

@@ -62,6 +62,9 @@ def _observe(st: GatewayState, request: Request, result: AssistCompletion) -> No
             st.metrics.stage_seconds.labels(stage).observe(result.timings[stage])
     if result.reason:
         st.metrics.empty.labels(result.reason).inc()
+    for step in result.steps:
+        if step.startswith("guard_"):
+            st.metrics.guard_actions.labels(step.removeprefix("guard_")).inc()
     st.count_tokens(result.model, result.usage)
 
 
