@@ -177,3 +177,41 @@ async def test_guard_actions_are_counted_in_the_metrics(isolated_state: Path) ->
     await assistant.aclose()
     store.close()
     monitoring.close()
+
+
+def test_stream_unmasker_holds_a_placeholder_split_across_pieces() -> None:
+    from forgepilot.safety import StreamUnmasker
+
+    vault = Vault()
+    vault.mask('TOKEN = "abc-secret-value-1"')
+    unmasker = StreamUnmasker(vault, client_text='TOKEN = "abc-secret-value-1"')
+    pieces = ['use("', "<SEC", "RET_", '1>") and x < y', " done"]
+    out = "".join(unmasker.feed(p) for p in pieces) + unmasker.flush()
+    assert out == 'use("abc-secret-value-1") and x < y done'
+
+
+async def test_a_remote_model_server_never_sees_the_clients_secrets(isolated_state: Path) -> None:
+    import httpx
+
+    from forgepilot.gateway import GatewayStore, create_app
+    from forgepilot.monitor import Monitoring
+
+    remote = Echo("fake:remote", remote=True)
+    assistant = assistant_with(remote, isolated_state, secrets="off")  # "off" covers local models only
+    monitoring = Monitoring.open(isolated_state, assistant.settings.monitor)
+    store = GatewayStore(isolated_state / "gateway.db")
+    app = create_app(assistant, store=store, auth_required=False, monitoring=monitoring)
+    secret = 'DB_PASSWORD = "remote-should-not-see-1"\n'
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        r = await client.post("/v1/completions", json={"model": "fake:remote", "prompt": secret + "x = "})
+        assert r.json()["choices"][0]["text"] == '"remote-should-not-see-1"\n'
+        chat = {"model": "fake:remote", "messages": [{"role": "user", "content": secret}]}
+        r = await client.post("/v1/chat/completions", json=chat)
+        assert "remote-should-not-see-1" in r.json()["choices"][0]["message"]["content"]
+        async with client.stream("POST", "/v1/chat/completions", json={**chat, "stream": True}) as streamed:
+            body = "".join([line async for line in streamed.aiter_lines()])
+        assert "remote-should-not-see-1" in body and "<SECRET_1>" not in body
+    assert remote.prompts and all("remote-should-not-see-1" not in p for p in remote.prompts)
+    await assistant.aclose()
+    store.close()
+    monitoring.close()

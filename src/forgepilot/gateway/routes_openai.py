@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 
+from forgepilot.assist.guarding import raw_guard, unmask_stream
 from forgepilot.backends.base import (
     CancelToken,
     ChatMessage,
@@ -60,11 +61,16 @@ async def completions(
     backend = st.assistant.models.get(st.model_or_404(body.model))
     max_tokens = check_max_tokens(backend, body.max_tokens or 16)
     cid, created = new_id("cmpl"), int(time.time())
+    # A remote model server never sees the client's secrets; they come back in the answer where the model kept them.
+    guard = raw_guard(backend)
+    client_text = prompt + (body.suffix or "")
+    sent_prompt = guard.prompt_text(prompt)
+    sent_suffix = guard.prompt_text(body.suffix) if body.suffix is not None else None
 
     def make(token: CancelToken) -> CompletionRequest:
         return CompletionRequest(
-            prompt=prompt,
-            suffix=body.suffix,
+            prompt=sent_prompt,
+            suffix=sent_suffix,
             max_tokens=max_tokens,
             temperature=body.temperature,
             top_p=body.top_p,
@@ -93,17 +99,18 @@ async def completions(
                 ],
             }
 
-        return await st.streamed(lambda token: backend.stream(make(token)), backend.name, body, frame)
+        return await st.streamed(
+            lambda token: unmask_stream(backend.stream(make(token)), guard, client_text), backend.name, body, frame
+        )
 
     result = await st.timed(request, backend.name, lambda token: backend.complete(make(token)))
+    text = guard.answer(result.text, client_text)
     return {
         "id": cid,
         "object": "text_completion",
         "created": created,
         "model": backend.name,
-        "choices": [
-            {"text": result.text, "index": 0, "logprobs": None, "finish_reason": finish_reason(result.finish_reason)}
-        ],
+        "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason(result.finish_reason)}],
         "usage": usage_record(result.usage),
     }
 
@@ -116,7 +123,11 @@ async def chat_completions(
     single_choice(body)
     st.chat_allowed()
     backend = st.assistant.models.get(st.model_or_404(body.model))
-    messages = tuple(ChatMessage("system" if m.role == "developer" else m.role, m.text()) for m in body.messages)
+    guard = raw_guard(backend)
+    client_text = "\n".join(m.text() for m in body.messages)
+    messages = tuple(
+        ChatMessage("system" if m.role == "developer" else m.role, guard.prompt_text(m.text())) for m in body.messages
+    )
     field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
     asked = body.max_completion_tokens or body.max_tokens
     default = min(st.settings.assist.chat_max_tokens, backend.max_context)
@@ -153,9 +164,12 @@ async def chat_completions(
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason(chunk.finish_reason)}],
             }
 
-        return await st.streamed(lambda token: backend.stream_chat(make(token)), backend.name, body, frame)
+        return await st.streamed(
+            lambda token: unmask_stream(backend.stream_chat(make(token)), guard, client_text), backend.name, body, frame
+        )
 
     result = await st.timed(request, backend.name, lambda token: backend.chat(make(token)))
+    answer = guard.answer(result.text, client_text)
     return {
         "id": cid,
         "object": "chat.completion",
@@ -164,7 +178,7 @@ async def chat_completions(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": result.text},
+                "message": {"role": "assistant", "content": answer},
                 "finish_reason": finish_reason(result.finish_reason),
             }
         ],

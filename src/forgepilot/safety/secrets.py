@@ -127,3 +127,36 @@ def redact_new(answer: str, client_text: str, *, replacement: str = "<REDACTED>"
             answer = answer.replace(f.value, replacement)
             count += 1
     return answer, count
+
+
+class StreamUnmasker:
+    """``Vault.unmask`` over a stream of text pieces: a placeholder split across pieces is held back until whole."""
+
+    _LONGEST = len("<SECRET_99999>")
+
+    def __init__(self, vault: Vault, client_text: str, *, withheld_as: str = "") -> None:
+        self.vault = vault
+        self.client_text = client_text
+        self.withheld_as = withheld_as
+        self.withheld = 0
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        """What can be sent of everything fed so far."""
+        text = self._held + piece
+        cut = text.rfind("<")
+        # A "<" near the end may open a placeholder still arriving: keep it (and what follows) for later.
+        if cut != -1 and ">" not in text[cut:] and len(text) - cut < self._LONGEST:
+            text, self._held = text[:cut], text[cut:]
+        else:
+            self._held = ""
+        return self._unmask(text)
+
+    def flush(self) -> str:
+        text, self._held = self._held, ""
+        return self._unmask(text)
+
+    def _unmask(self, text: str) -> str:
+        done = self.vault.unmask(text, self.client_text, withheld_as=self.withheld_as)
+        self.withheld += done.withheld
+        return done.text
