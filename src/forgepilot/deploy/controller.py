@@ -99,7 +99,6 @@ class RolloutController:
         self.registry = registry
         self.store = store
         self.audit = audit
-        self._looks: dict[tuple[str, int], int] = {}
 
     def _counts(self, rollout: Rollout, spec: RolloutSpec, deployment: str) -> dict[Guard, DeploymentCounts]:
         return {
@@ -113,12 +112,19 @@ class RolloutController:
         if rollout is None:
             return None
         spec = RolloutSpec.model_validate(rollout.spec)
-        key = (rollout.id, rollout.step)
-        verdict = judge_step(
-            spec, self._counts(rollout, spec, CHAMPION), self._counts(rollout, spec, CANARY), self._looks.get(key, 0)
+        # Looks already taken in this step, by any process (several gateways, the CLI): each planned look is
+        # spent once, so the step's error rate holds.
+        last_look = max(
+            (
+                int(d.evidence.get("look") or 0)
+                for d in self.registry.rollout_decisions(rollout.id)
+                if d.action == "waiting" and d.step == rollout.step
+            ),
+            default=0,
         )
-        if verdict.look is not None:
-            self._looks[key] = verdict.look
+        verdict = judge_step(
+            spec, self._counts(rollout, spec, CHAMPION), self._counts(rollout, spec, CANARY), last_look
+        )
         if verdict.action == "waiting":
             if verdict.look is not None:  # a look taken without a verdict is evidence too
                 self.registry.move_rollout(
