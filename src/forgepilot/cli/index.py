@@ -57,45 +57,21 @@ def stage_progress() -> Iterator[ProgressFn]:
 
 def _status(json_: bool) -> None:
     ws = workspace()
-    conn = ws.store.conn
-    repos = []
-    for repo in ws.store.repositories():
-        counts = dict(
-            conn.execute("SELECT status, count(*) FROM files WHERE repo_id = ? GROUP BY status", (repo.id,)).fetchall()
-        )
-        reasons = conn.execute(
-            "SELECT reason, count(*) FROM files WHERE repo_id = ? AND status != 'indexed' "
-            "GROUP BY reason ORDER BY 2 DESC",
-            (repo.id,),
-        ).fetchall()
-        problems = conn.execute(
-            "SELECT path, status, reason, detail FROM files WHERE repo_id = ? AND (status = 'error' OR "
-            "(status = 'indexed' AND detail IS NOT NULL) OR (status = 'skipped' AND reason NOT IN "
-            "('unsupported', 'vendored'))) ORDER BY path",
-            (repo.id,),
-        ).fetchall()
-        chunks, vectors = conn.execute(
-            "SELECT count(chunks.id), count(chunk_vectors.chunk_id) FROM chunks JOIN files ON files.id = file_id "
-            "LEFT JOIN chunk_vectors ON chunk_vectors.chunk_id = chunks.id WHERE files.repo_id = ?",
-            (repo.id,),
-        ).fetchone()
-        symbols = conn.execute(
-            "SELECT count(*) FROM symbols JOIN files ON files.id = file_id WHERE repo_id = ?", (repo.id,)
-        ).fetchone()[0]
-        repos.append(
-            {
-                "name": repo.name,
-                "root": repo.root,
-                "commit": repo.head_commit,
-                "indexed_at": repo.indexed_at,
-                "files": counts,
-                "skipped_by_reason": {r[0]: r[1] for r in reasons},
-                "chunks": chunks,
-                "embedded_chunks": vectors,
-                "symbols": symbols,
-                "problems": [dict(p) for p in problems],
-            }
-        )
+    repos = [
+        {
+            "name": st.repository.name,
+            "root": st.repository.root,
+            "commit": st.repository.head_commit,
+            "indexed_at": st.repository.indexed_at,
+            "files": st.files,
+            "skipped_by_reason": st.skipped_by_reason,
+            "chunks": st.chunks,
+            "embedded_chunks": st.embedded_chunks,
+            "symbols": st.symbols,
+            "problems": [vars(p) for p in st.problems],
+        }
+        for st in ws.store.status()
+    ]
     if json_:
         print_json({"workspace": str(ws.root), "repositories": repos})
         return

@@ -151,6 +151,28 @@ class Repository:
     indexed_at: float | None
 
 
+@dataclass(frozen=True)
+class FileProblem:
+    path: str
+    status: str
+    reason: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class RepositoryStatus:
+    """What ``index status`` and the dashboard show of one repository."""
+
+    repository: Repository
+    files: dict[str, int]
+    skipped_by_reason: dict[str, int]
+    chunks: int
+    embedded_chunks: int
+    symbols: int
+    #: Files that failed, were indexed with a warning, or were skipped for a reason worth a look.
+    problems: list[FileProblem]
+
+
 class Store(SqliteStore):
     """Typed access to the index database; writes happen inside ``transaction()``."""
 
@@ -172,6 +194,48 @@ class Store(SqliteStore):
     def repositories(self) -> list[Repository]:
         rows = self.conn.execute("SELECT * FROM repositories ORDER BY name, root").fetchall()
         return [Repository(r["id"], r["root"], r["name"], r["head_commit"], r["indexed_at"]) for r in rows]
+
+    def status(self) -> list[RepositoryStatus]:
+        """Each repository's files by state, skip reasons, chunks, vectors, symbols and problem files."""
+        out = []
+        for repo in self.repositories():
+            conn = self.conn
+            counts = dict(
+                conn.execute(
+                    "SELECT status, count(*) FROM files WHERE repo_id = ? GROUP BY status", (repo.id,)
+                ).fetchall()
+            )
+            reasons = conn.execute(
+                "SELECT reason, count(*) FROM files WHERE repo_id = ? AND status != 'indexed' "
+                "GROUP BY reason ORDER BY 2 DESC",
+                (repo.id,),
+            ).fetchall()
+            problems = conn.execute(
+                "SELECT path, status, reason, detail FROM files WHERE repo_id = ? AND (status = 'error' OR "
+                "(status = 'indexed' AND detail IS NOT NULL) OR (status = 'skipped' AND reason NOT IN "
+                "('unsupported', 'vendored'))) ORDER BY path",
+                (repo.id,),
+            ).fetchall()
+            chunks, vectors = conn.execute(
+                "SELECT count(chunks.id), count(chunk_vectors.chunk_id) FROM chunks JOIN files ON files.id = file_id "
+                "LEFT JOIN chunk_vectors ON chunk_vectors.chunk_id = chunks.id WHERE files.repo_id = ?",
+                (repo.id,),
+            ).fetchone()
+            symbols = conn.execute(
+                "SELECT count(*) FROM symbols JOIN files ON files.id = file_id WHERE repo_id = ?", (repo.id,)
+            ).fetchone()[0]
+            out.append(
+                RepositoryStatus(
+                    repo,
+                    {str(k): int(v) for k, v in counts.items()},
+                    {str(r[0]): int(r[1]) for r in reasons},
+                    int(chunks),
+                    int(vectors),
+                    int(symbols),
+                    [FileProblem(p["path"], p["status"], p["reason"], p["detail"]) for p in problems],
+                )
+            )
+        return out
 
     def ensure_repository(self, root: str, name: str) -> Repository:
         existing = self.repository(root)
