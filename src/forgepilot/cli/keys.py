@@ -40,14 +40,17 @@ def create(
     rate: Annotated[
         int | None, typer.Option(min=0, help="Requests per minute for this key (default: gateway's).")
     ] = None,
+    role: Annotated[
+        str, typer.Option(help="read: the API and the dashboard's pages; admin: also its promote / rollback / pause.")
+    ] = "read",
 ) -> None:
     """Create a key and print it once; only its hash is kept."""
     store = gateway_store()
     try:
-        key = store.create_key(name, rate)
+        key = store.create_key(name, rate, role)
     finally:
         store.close()
-    audit("key_created", name, {"rate_per_minute": rate, "hint": key[:7]})
+    audit("key_created", name, {"rate_per_minute": rate, "hint": key[:7], "role": role})
     print(key)
     err.print(f"created key {escape(name)}: store it now, it cannot be shown again")
 
@@ -69,7 +72,7 @@ def list_(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = F
         state = "revoked" if k.revoked_at else "active"
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(k.created_at))
         rate = f", {k.rate_per_minute}/min" if k.rate_per_minute is not None else ""
-        out.print(f"{escape(k.name)}  {k.hint}...  {state}, created {created}{rate}")
+        out.print(f"{escape(k.name)}  {k.hint}...  {k.role}, {state}, created {created}{rate}")
 
 
 @app.command()

@@ -11,6 +11,7 @@ import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 from forgepilot.db import Migration, SqliteStore
 from forgepilot.errors import UserError
@@ -51,13 +52,25 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX events_type_time ON events(type, received_at);
         CREATE INDEX events_completion ON events(completion_id);
         """,
-    )
+    ),
+    (
+        2,
+        "a role per key: read (the API and the dashboard's pages) or admin (also the dashboard's actions)",
+        """
+        -- Keys made before roles existed could do everything: they stay admin.
+        ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
+        """,
+    ),
 ]
 
 
 def hash_key(key: str) -> str:
     # API keys are 190-bit random strings: a fast hash is enough (nothing to brute-force), and lookups stay O(1).
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+Role = Literal["read", "admin"]
+ROLES: tuple[Role, ...] = ("read", "admin")
 
 
 @dataclass(frozen=True)
@@ -68,22 +81,26 @@ class ApiKey:
     created_at: float
     revoked_at: float | None
     last_used_at: float | None
+    role: Role = "admin"
 
 
 class GatewayStore(SqliteStore):
     MIGRATIONS = MIGRATIONS
 
     # -- keys ---------------------------------------------------------------------------------------------
-    def create_key(self, name: str, rate_per_minute: int | None = None) -> str:
+    def create_key(self, name: str, rate_per_minute: int | None = None, role: str = "read") -> str:
         """Create a key named ``name`` and return it; only its hash is stored, so it cannot be shown again."""
         if not name.strip():
             raise UserError("an API key needs a name", hint="forgepilot keys create NAME")
+        if role not in ROLES:
+            raise UserError(f"unknown role {role!r}", hint=f"one of: {', '.join(ROLES)}")
         key = KEY_PREFIX + secrets.token_urlsafe(24)
         with self._lock:
             try:
                 self.conn.execute(
-                    "INSERT INTO api_keys(name, hash, hint, rate_per_minute, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (name, hash_key(key), key[:7], rate_per_minute, time.time()),
+                    "INSERT INTO api_keys(name, hash, hint, rate_per_minute, created_at, role) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, hash_key(key), key[:7], rate_per_minute, time.time(), role),
                 )
             except sqlite3.IntegrityError:
                 raise UserError(f"an API key named {name!r} exists", hint="pick another name or revoke it") from None
@@ -91,7 +108,10 @@ class GatewayStore(SqliteStore):
 
     def keys(self) -> list[ApiKey]:
         return [
-            ApiKey(r["name"], r["hint"], r["rate_per_minute"], r["created_at"], r["revoked_at"], r["last_used_at"])
+            ApiKey(
+                r["name"], r["hint"], r["rate_per_minute"], r["created_at"], r["revoked_at"], r["last_used_at"],
+                r["role"],
+            )  # fmt: skip
             for r in self.conn.execute("SELECT * FROM api_keys ORDER BY created_at")
         ]
 
@@ -110,7 +130,9 @@ class GatewayStore(SqliteStore):
         ).fetchone()
         if row is None:
             return None
-        return ApiKey(row["name"], row["hint"], row["rate_per_minute"], row["created_at"], None, row["last_used_at"])
+        return ApiKey(
+            row["name"], row["hint"], row["rate_per_minute"], row["created_at"], None, row["last_used_at"], row["role"]
+        )
 
     def has_keys(self) -> bool:
         return self.conn.execute("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None

@@ -17,6 +17,7 @@ from forgepilot.monitor.types import (
     ModeChange,
     RecordResult,
     RetentionRow,
+    SeriesPoint,
     ServedCompletion,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "RecordResult",
     "RetentionRow",
     "RetentionTracker",
+    "SeriesPoint",
     "ServedCompletion",
     "WindowSample",
     "audit_db",

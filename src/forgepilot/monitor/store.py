@@ -29,6 +29,7 @@ from forgepilot.monitor.types import (
     ModeChange,
     RecordResult,
     RetentionRow,
+    SeriesPoint,
     ServedCompletion,
 )
 
@@ -526,9 +527,40 @@ class MonitorStore(SqliteStore):
                     float(np.percentile(lat, 95)),
                     sum(v[1] for v in values),
                     sum(v[2] for v in values),
+                    float(np.percentile(lat, 99)),
                 )
             )
         return out
+
+    def acceptance_series(self, since: float, until: float) -> list[SeriesPoint]:
+        """Suggestions shown and accepted per hour (from the hourly counts: fast over months)."""
+        rows = self.conn.execute(
+            "SELECT hour, coalesce(sum(CASE WHEN type = 'shown' THEN events END), 0), "
+            "coalesce(sum(CASE WHEN type IN ('accepted', 'partially_accepted') THEN events END), 0) "
+            "FROM event_hours WHERE hour >= ? AND hour < ? GROUP BY hour ORDER BY hour",
+            (math.floor(since / _HOUR), math.ceil(until / _HOUR)),
+        ).fetchall()
+        return [SeriesPoint(r[0] * _HOUR, int(r[1]), int(r[2])) for r in rows]
+
+    def retention_series(self, since: float, until: float, *, threshold: float = 0.5) -> list[SeriesPoint]:
+        """Retention checks made and passed per hour."""
+        rows = self.conn.execute(
+            "SELECT CAST(received_at / 3600 AS INTEGER) AS hour, count(retained_share), "
+            "coalesce(sum(retained_share >= ?), 0) FROM events "
+            "WHERE type = 'retained' AND received_at >= ? AND received_at < ? GROUP BY hour ORDER BY hour",
+            (threshold, since, until),
+        ).fetchall()
+        return [SeriesPoint(r[0] * _HOUR, int(r[1]), int(r[2])) for r in rows]
+
+    def requests_series(self, since: float, until: float) -> list[SeriesPoint]:
+        """Completions served per hour, and how many failed."""
+        self.flush()
+        rows = self.conn.execute(
+            "SELECT CAST(served_at / 3600 AS INTEGER) AS hour, count(*), coalesce(sum(error IS NOT NULL), 0) "
+            "FROM completions WHERE served_at >= ? AND served_at < ? GROUP BY hour ORDER BY hour",
+            (since, until),
+        ).fetchall()
+        return [SeriesPoint(r[0] * _HOUR, int(r[1]), int(r[2])) for r in rows]
 
     def window(self, since: float, until: float) -> WindowSample:
         """The completions served and the acceptance seen in ``[since, until)``, for drift."""

@@ -114,6 +114,7 @@ class LatencyRow:
     p95_ms: float
     empty: int
     degraded: int
+    p99_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -122,3 +123,16 @@ class ModeChange:
     mode: Literal["normal", "degraded"]
     reason: str
     burn: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One bucket of a time series (``at``: the bucket's start, unix seconds)."""
+
+    at: float
+    n: int
+    hits: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.hits / self.n if self.n else None
