@@ -197,6 +197,43 @@ class RolloutController:
         self._audit("rolled_back", rollout, f"stopped by {actor}: {reason}", actor=actor)
         return moved
 
+    def pause(self, reason: str, actor: str) -> Rollout | None:
+        """Everyone back on the champion, the rollout kept at its step to resume later."""
+        rollout = self.registry.active_rollout()
+        if rollout is None:
+            return None
+        moved = self.registry.move_rollout(
+            rollout.id, action="paused", step=rollout.step, share=0.0, state="paused",
+            reason=f"paused by {actor}: {reason}", evidence={},
+        )  # fmt: skip
+        self._audit("rollout_paused", rollout, f"paused by {actor}: {reason}", actor=actor)
+        return moved
+
+    def resume(self, reason: str, actor: str) -> Rollout | None:
+        """A paused rollout back at its step's share (the step's evidence starts again)."""
+        rollout = self.registry.paused_rollout()
+        if rollout is None:
+            return None
+        share = float(rollout.spec["steps"][rollout.step])
+        moved = self.registry.move_rollout(
+            rollout.id, action="resumed", step=rollout.step, share=share, state="running",
+            reason=f"resumed by {actor}: {reason}", evidence={}, from_state="paused",
+        )  # fmt: skip
+        self._audit("rollout_resumed", rollout, f"resumed by {actor}: {reason}", actor=actor)
+        return moved
+
+    def promote_now(self, reason: str, actor: str) -> Rollout | None:
+        """Make the canary the champion at once (an operator's decision, audited as such)."""
+        rollout = self.registry.active_rollout()
+        if rollout is None:
+            return None
+        moved = self.registry.move_rollout(
+            rollout.id, action="promoted", step=rollout.step, share=0.0, state="promoted",
+            reason=f"promoted by {actor}: {reason}", evidence={}, promote=True,
+        )  # fmt: skip
+        self._audit("promoted", rollout, f"promoted by {actor}: {reason}", actor=actor)
+        return moved
+
     def _audit(self, action: Any, rollout: Rollout, reason: str, actor: str = "rollout-controller") -> None:
         if self.audit is None:
             return

@@ -122,6 +122,7 @@ def create_app(
     metrics: GatewayMetrics | None = None,
     router: DeploymentRouter | None = None,
     controller: RolloutController | None = None,
+    dashboard: bool = True,
 ) -> FastAPI:
     """The gateway over ``assistant``: keys from ``store``, events, completions and mode through ``monitoring``,
     deployments from ``router`` (default: the settings' model), the running rollout judged by ``controller``."""
@@ -168,6 +169,15 @@ def create_app(
     _handle_errors(app, state)
     for module in (routes_openai, routes_assist, routes_ops):
         app.include_router(module.router)
+    if dashboard:
+        from forgepilot import web  # the dashboard imports the gateway's state: loaded once both exist
+
+        app.include_router(web.router)
+
+        @app.exception_handler(web.SignIn)
+        async def _sign_in(request: Request, exc: web.SignIn) -> Response:
+            return web.sign_in_redirect(request)
+
     return app
 
 

@@ -109,7 +109,12 @@ class GatewayStore(SqliteStore):
     def keys(self) -> list[ApiKey]:
         return [
             ApiKey(
-                r["name"], r["hint"], r["rate_per_minute"], r["created_at"], r["revoked_at"], r["last_used_at"],
+                r["name"],
+                r["hint"],
+                r["rate_per_minute"],
+                r["created_at"],
+                r["revoked_at"],
+                r["last_used_at"],
                 r["role"],
             )  # fmt: skip
             for r in self.conn.execute("SELECT * FROM api_keys ORDER BY created_at")

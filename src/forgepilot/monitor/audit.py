@@ -26,6 +26,8 @@ AuditAction = Literal[
     "rolled_back",
     "rollout_started",
     "rollout_step",
+    "rollout_paused",
+    "rollout_resumed",
     "degraded",
     "recovered",
     "settings_changed",

@@ -118,7 +118,7 @@ MIGRATIONS: list[Migration] = [
     ),
 ]
 
-RolloutState = Literal["running", "promoted", "rolled_back", "stopped"]
+RolloutState = Literal["running", "paused", "promoted", "rolled_back", "stopped"]
 
 
 @dataclass(frozen=True)
@@ -379,7 +379,7 @@ class Registry(SqliteStore):
         rollout_id = f"rollout-{content_id([spec_sha256, canary, now])[:12]}"
         share = float(spec["steps"][0])
         with self.transaction() as conn:
-            running = conn.execute("SELECT id FROM rollouts WHERE state = 'running'").fetchone()
+            running = conn.execute("SELECT id FROM rollouts WHERE state IN ('running', 'paused')").fetchone()
             if running is not None:
                 raise UserError(
                     f"rollout {running['id']} is still running", hint="wait for it, or `forgepilot rollout stop`"
@@ -404,6 +404,10 @@ class Registry(SqliteStore):
         row = self.conn.execute("SELECT * FROM rollouts WHERE state = 'running' LIMIT 1").fetchone()
         return _rollout(row) if row else None
 
+    def paused_rollout(self) -> Rollout | None:
+        row = self.conn.execute("SELECT * FROM rollouts WHERE state = 'paused' LIMIT 1").fetchone()
+        return _rollout(row) if row else None
+
     def latest_rollout(self) -> Rollout | None:
         row = self.conn.execute("SELECT * FROM rollouts ORDER BY started_at DESC LIMIT 1").fetchone()
         return _rollout(row) if row else None
@@ -419,16 +423,17 @@ class Registry(SqliteStore):
         reason: str,
         evidence: dict[str, Any],
         promote: bool = False,
+        from_state: RolloutState = "running",
     ) -> Rollout | None:
         """Record a decision and apply it in one transaction (the canary's share, the rollout's state, and when
         ``promote``, the champion alias moved to the canary's target); None when the rollout is no longer
         running (another process decided first: the first decision wins)."""
         now = time.time()
         with self.transaction() as conn:
-            row = conn.execute("SELECT * FROM rollouts WHERE id = ? AND state = 'running'", (rollout_id,)).fetchone()
+            row = conn.execute("SELECT * FROM rollouts WHERE id = ? AND state = ?", (rollout_id, from_state)).fetchone()
             if row is None:
                 return None
-            new_step = step != row["step"]
+            new_step = step != row["step"] or from_state == "paused"  # a resumed step gathers its evidence anew
             conn.execute(
                 "UPDATE rollouts SET step = ?, share = ?, state = ?, reason = ?, updated_at = ?, "
                 "step_started_at = CASE WHEN ? THEN ? ELSE step_started_at END WHERE id = ?",
