@@ -40,6 +40,7 @@ def _fmt(value: float, percent: bool) -> str:
 def _frame(title: str, data: object, body: list[str], width: int, height: int) -> Markup:
     payload = escape(json.dumps(data, separators=(",", ":")))
     return Markup(
+        f"<figcaption>{escape(title)}</figcaption>"
         f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" '
         f'width="100%" data-chart="{payload}" xmlns="http://www.w3.org/2000/svg">'
         f"<title>{escape(title)}</title>{''.join(body)}</svg>"
