@@ -204,3 +204,27 @@ async def test_sign_in_roles_and_read_only_keys(isolated_state: Path, tmp_path: 
         assert open_redirect.headers["location"] == "/ui"
     finally:
         await close(d)
+
+
+async def test_two_evaluation_runs_compared_in_the_page(dash: Dash, isolated_state: Path) -> None:
+    from forgepilot.evals import open_store
+
+    evals = open_store(isolated_state)
+    suite = {"name": "arith", "kind": "functional", "sha256": "0" * 64, "cases": 20}
+    ids = []
+    for model, passing in (("fake:champion", 18), ("fake:canary", 12)):
+        run = evals.create_run(identity=f"id-{model}", suite=suite, model=model, config={})
+        for i in range(20):
+            evals.add_result(run, f"case-{i}", i, "ok", None, {"n": 1, "c": int(i < passing)})
+        evals.set_status(run, "done")
+        ids.append(run)
+    evals.close()
+    try:
+        listing = (await dash.client.get("/ui/releases")).text
+        assert ids[0] in listing and "Compare A with B" in listing
+        page = await dash.client.get(f"/ui/releases/compare?a={ids[0]}&b={ids[1]}")
+        assert page.status_code == 200 and "pass@1" in page.text and "-0.3000" in page.text
+        missing = await dash.client.get("/ui/releases/compare?a=nope&b=nada")
+        assert missing.status_code == 400
+    finally:
+        await close(dash)

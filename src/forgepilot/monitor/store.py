@@ -423,7 +423,8 @@ class MonitorStore(SqliteStore):
 
     # -- reading ------------------------------------------------------------------------------------------
     def event_counts(self) -> dict[str, int]:
-        return {r[0]: r[1] for r in self.conn.execute("SELECT type, count(*) FROM events GROUP BY type")}
+        """Events stored, by type (from the hourly counts: no scan of the events)."""
+        return {r[0]: int(r[1]) for r in self.conn.execute("SELECT type, sum(events) FROM event_hours GROUP BY type")}
 
     def acceptance(
         self, since: float, until: float | None = None, by: Sequence[str] = GROUP_KEYS
@@ -570,19 +571,17 @@ class MonitorStore(SqliteStore):
             "WHERE served_at >= ? AND served_at < ? AND error IS NULL",
             (since, until),
         ).fetchall()
-        counts = self.conn.execute(
-            "SELECT sum(type = 'shown'), sum(type IN ('accepted', 'partially_accepted')) FROM events "
-            "WHERE received_at >= ? AND received_at < ? AND type != 'retained'",
-            (since, until),
-        ).fetchone()
+        totals = self.acceptance(since, until, by=())  # hourly counts, raw events only at the edges
+        shown = sum(a.shown for a in totals)
+        accepted = sum(a.accepted + a.partially_accepted for a in totals)
         return WindowSample(
             languages=[r[0] or "unknown" for r in rows],
             prompt_tokens=[r[1] for r in rows],
             output_chars=[r[2] for r in rows],
             sources=[tuple(s for s in (r[3] or "").split(",") if s) for r in rows],
             empty_reasons=[r[4] or "answered" for r in rows],
-            shown=counts[0] or 0,
-            accepted=counts[1] or 0,
+            shown=shown,
+            accepted=accepted,
         )
 
     def deployment_counts(self, deployment: str, since: float, *, slow_ms: float | None = None) -> DeploymentCounts:
@@ -619,6 +618,13 @@ class MonitorStore(SqliteStore):
             "retention": "SELECT after_s, count(retained_share), avg(retained_share) FROM events "
             "WHERE type = 'retained' AND received_at >= 0 AND received_at < 1e12 GROUP BY after_s",
             "latency": "SELECT latency_ms FROM completions WHERE served_at >= 0 AND served_at < 1e12",
+            "acceptance_series": "SELECT hour, sum(events) FROM event_hours WHERE hour >= 0 AND hour < 1e9 "
+            "GROUP BY hour ORDER BY hour",
+            "retention_series": "SELECT CAST(received_at / 3600 AS INTEGER) AS hour, count(retained_share) "
+            "FROM events WHERE type = 'retained' AND received_at >= 0 AND received_at < 1e12 GROUP BY hour",
+            "requests_series": "SELECT CAST(served_at / 3600 AS INTEGER) AS hour, count(*) FROM completions "
+            "WHERE served_at >= 0 AND served_at < 1e12 GROUP BY hour",
+            "rollout_counts": "SELECT count(*) FROM completions WHERE deployment = 'canary' AND served_at >= 0",
         }
         return {
             name: [str(r["detail"]) for r in self.conn.execute("EXPLAIN QUERY PLAN " + sql)]

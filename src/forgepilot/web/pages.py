@@ -8,7 +8,7 @@ from typing import Any
 from forgepilot.evals import open_store
 from forgepilot.evals.compare import compare_results
 from forgepilot.gateway.state import GatewayState
-from forgepilot.monitor import summarize
+from forgepilot.monitor import compare
 from forgepilot.registry import open_registry
 
 DAY = 86_400.0
@@ -221,12 +221,15 @@ def index(st: GatewayState) -> dict[str, Any]:
 def drift(st: GatewayState, *, now: float | None = None) -> dict[str, Any]:
     """The last day against the week before it, feature by feature, with the thresholds."""
     settings = st.monitoring.settings
-    summary = summarize(st.monitoring.store, settings, window_s=DAY, reference_s=7 * DAY, now=now)
+    until = time.time() if now is None else now
+    since = until - DAY
+    store = st.monitoring.store
+    report = compare(store.window(since - 7 * DAY, since), store.window(since, until), settings)
     return {
-        "since": summary.since,
-        "until": summary.until,
-        "reference_n": summary.drift.reference_n,
-        "current_n": summary.drift.current_n,
+        "since": since,
+        "until": until,
+        "reference_n": report.reference_n,
+        "current_n": report.current_n,
         "thresholds": {
             "psi_warn": settings.psi_warn,
             "psi_alert": settings.psi_alert,
@@ -243,10 +246,10 @@ def drift(st: GatewayState, *, now: float | None = None) -> dict[str, Any]:
                 "reference": f.reference,
                 "current": f.current,
             }
-            for f in summary.drift.features
+            for f in report.features
         ],  # fmt: skip
-        "alerts": summary.drift.alerts,
-        "warnings": summary.drift.warnings,
+        "alerts": report.alerts,
+        "warnings": report.warnings,
     }
 
 
