@@ -228,3 +228,27 @@ async def test_two_evaluation_runs_compared_in_the_page(dash: Dash, isolated_sta
         assert missing.status_code == 400
     finally:
         await close(dash)
+
+
+async def test_the_rollouts_looks_are_charted_with_their_intervals(dash: Dash) -> None:
+    from forgepilot.deploy import Rates, judge
+
+    rollout = dash.registry.active_rollout()
+    assert rollout is not None
+    for look, (canary_errors, n) in enumerate([(3, 100), (5, 250)], start=1):
+        result = judge(
+            "error_rate", Rates(1, 3 * n), Rates(canary_errors, n), margin=0.01, lower_is_better=True, boundary=3.0
+        )
+        dash.registry.move_rollout(
+            rollout.id, action="waiting", step=0, share=0.25, state="running", reason=f"undecided at look {look}",
+            evidence={"look": look, "guards": [result.record()]},
+        )  # fmt: skip
+    try:
+        page = (await dash.client.get("/ui/deployments")).text
+        rates, interval = chart_data(page)
+        assert [p[1] for p in rates["series"][0]["points"]] == [0.03, 0.02]  # the canary's error rate per look
+        worse, upper, lower = (s["points"] for s in interval["series"])
+        assert all(lo[1] < w[1] < up[1] for w, up, lo in zip(worse, upper, lower, strict=True))
+        assert "error_rate: canary 2.0% of 250 vs champion 0.1% of 750" in page
+    finally:
+        await close(dash)

@@ -62,6 +62,8 @@ class GuardResult:
     boundary: float
     champion: Rates
     canary: Rates
+    #: Standard error of ``worse_by``: worse_by +- boundary x se is the look's confidence interval.
+    se: float = 0.0
 
     def record(self) -> dict[str, object]:
         return {
@@ -72,6 +74,7 @@ class GuardResult:
             "z_harm": round(self.z_harm, 3),
             "z_non_inferior": round(self.z_non_inferior, 3),
             "boundary": round(self.boundary, 3),
+            "se": round(self.se, 6),
             "champion": {"hits": self.champion.hits, "n": self.champion.n, "rate": round(self.champion.rate, 5)},
             "canary": {"hits": self.canary.hits, "n": self.canary.n, "rate": round(self.canary.rate, 5)},
         }
@@ -99,4 +102,4 @@ def judge(
         verdict = "harm"
     elif z_non_inferior > boundary:
         verdict = "non_inferior"
-    return GuardResult(metric, verdict, worse_by, margin, z_harm, z_non_inferior, boundary, champion, canary)
+    return GuardResult(metric, verdict, worse_by, margin, z_harm, z_non_inferior, boundary, champion, canary, se)

@@ -237,6 +237,10 @@ class Store(SqliteStore):
             )
         return out
 
+    def indexed_files(self) -> int:
+        """Files indexed in every repository (what a page polls while indexing runs)."""
+        return int(self.conn.execute("SELECT count(*) FROM files WHERE status = 'indexed'").fetchone()[0])
+
     def ensure_repository(self, root: str, name: str) -> Repository:
         existing = self.repository(root)
         if existing is not None:

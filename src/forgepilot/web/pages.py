@@ -197,8 +197,10 @@ def lineage(st: GatewayState, type_: str, id_: str) -> dict[str, Any]:
 def index(st: GatewayState) -> dict[str, Any]:
     """Each indexed repository: files by state, skip reasons, chunks, vectors, symbols, problem files."""
     if st.assistant.workspace is None:
-        return {"repositories": []}
+        return {"repositories": [], "files_indexed": 0}
+    status = st.assistant.workspace.store.status()
     return {
+        "files_indexed": sum(s.files.get("indexed", 0) for s in status),
         "repositories": [
             {
                 "name": s.repository.name,
@@ -213,7 +215,7 @@ def index(st: GatewayState) -> dict[str, Any]:
                 "problems": [vars(p) for p in s.problems[:200]],
                 "problem_count": len(s.problems),
             }
-            for s in st.assistant.workspace.store.status()
+            for s in status
         ]  # fmt: skip
     }
 
@@ -267,5 +269,6 @@ def live(st: GatewayState) -> dict[str, Any]:
         "mode": "degraded" if mode.degraded else "normal",
         "canary_share": st.router.split().share,
         "repositories": len(repos),
+        "files_indexed": st.assistant.workspace.store.indexed_files() if st.assistant.workspace else 0,
         "at": now,
     }

@@ -176,6 +176,23 @@ async def deployments_page(request: Request, st: State, who: Seen) -> HTMLRespon
                 time_axis=False,
             )
         )
+        # The confidence sequence: at each look, how much worse the canary is, with the interval the look's
+        # boundary gives; the dashed line is the margin (an interval wholly under it shows non-inferiority).
+        spread = [(i, g["worse_by"], g["boundary"] * g.get("se", 0.0)) for i, g in rows]
+        guard_charts.append(
+            charts.line_chart(
+                f"{metric}: how much worse the canary is, with its interval",
+                [
+                    charts.Series("worse by", [(i, w) for i, w, _ in spread]),
+                    charts.Series("upper", [(i, w + h) for i, w, h in spread]),
+                    charts.Series("lower", [(i, w - h) for i, w, h in spread]),
+                ],
+                percent=True,
+                y_min=None,
+                time_axis=False,
+                reference=rows[0][1]["margin"] if rows else None,
+            )
+        )
     return render("deployments.html", request, who, "deployments", data=data, guard_charts=guard_charts)
 
 
