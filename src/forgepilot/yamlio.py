@@ -60,3 +60,17 @@ def strip_lines(value: Any) -> Any:
     if isinstance(value, list):
         return [strip_lines(v) for v in value]
     return value
+
+
+def line_of_error(raw: Any, loc: tuple[Any, ...] | list[Any]) -> int | None:
+    """The line of the value a validation error's ``loc`` points at (the deepest mapping or key with a line)."""
+    node: Any = raw
+    line = line_of(raw)
+    for part in loc:
+        line = line_of_key(node, part) or line
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        line = line_of(node) or line
+    return line

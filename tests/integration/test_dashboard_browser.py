@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.unit.test_dashboard import PAGES, SPEC, seed
+from tests.unit.test_dashboard import PAGES, make_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -43,31 +43,7 @@ def _need_browser() -> None:
 def served(isolated_state: Path, tmp_path: Path) -> Iterator[tuple[str, Any, Any]]:
     import uvicorn
 
-    from forgepilot.assist import Assistant
-    from forgepilot.backends.fake import FakeBackend
-    from forgepilot.config import load_settings
-    from forgepilot.deploy import DeploymentRouter, RolloutController, load_rollout_spec
-    from forgepilot.gateway import GatewayStore, create_app
-    from forgepilot.monitor import Monitoring
-    from forgepilot.registry import open_registry
-
-    settings = load_settings(state_dir=isolated_state, default_model="fake:champion")
-    backends = {n: FakeBackend(n, replies=lambda p: "42\n") for n in ("fake:champion", "fake:canary")}
-    assistant = Assistant.open(settings, preset=backends, index=True)
-    monitoring = Monitoring.open(isolated_state, settings.monitor)
-    registry = open_registry(isolated_state)
-    registry.set_deployment("canary", {"model": "fake:canary", "sources": [], "candidate": "cand-2"}, None)
-    controller = RolloutController(registry, monitoring.store, monitoring.audit)
-    spec = tmp_path / "rollout.yaml"
-    spec.write_text(SPEC, encoding="utf-8")
-    controller.start(load_rollout_spec(spec), default_model="fake:champion", actor="test")
-    seed(monitoring, registry, time.time())
-    known = frozenset(assistant.models.names())
-    router = DeploymentRouter(registry, default_model="fake:champion", known=known.__contains__, poll_s=0.0)
-    store = GatewayStore(isolated_state / "gateway.db")
-    app = create_app(
-        assistant, store=store, auth_required=False, monitoring=monitoring, router=router, controller=controller
-    )
+    app, registry, monitoring, store, _ = make_app(isolated_state, tmp_path, auth=False)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -74,6 +74,13 @@ async def dash(isolated_state: Path, tmp_path: Path) -> AsyncIterator[Dash]:
 
 
 async def open_dash(state: Path, tmp_path: Path, *, auth: bool) -> Dash:
+    app, registry, monitoring, store, assistant = make_app(state, tmp_path, auth=auth)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+    return Dash(client, registry, monitoring, store, assistant)
+
+
+def make_app(state: Path, tmp_path: Path, *, auth: bool) -> tuple[Any, Registry, Monitoring, GatewayStore, Assistant]:
+    """A gateway over a seeded store: two days of traffic, a gate decision, a running rollout."""
     settings = load_settings(state_dir=state, default_model="fake:champion", gateway={"rate_limit_per_minute": 0})
     backends = {n: FakeBackend(n, replies=lambda p: "42\n") for n in ("fake:champion", "fake:canary")}
     assistant = Assistant.open(settings, preset=backends, index=True)
@@ -91,8 +98,7 @@ async def open_dash(state: Path, tmp_path: Path, *, auth: bool) -> Dash:
     app = create_app(
         assistant, store=store, auth_required=auth, monitoring=monitoring, router=router, controller=controller
     )
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
-    return Dash(client, registry, monitoring, store, assistant)
+    return app, registry, monitoring, store, assistant
 
 
 async def close(d: Dash) -> None:

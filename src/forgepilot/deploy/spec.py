@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from forgepilot.errors import FileError, UserError
-from forgepilot.yamlio import YamlSyntaxError, line_of, line_of_key, load_with_lines, strip_lines
+from forgepilot.yamlio import YamlSyntaxError, line_of_error, load_with_lines, strip_lines
 
 SCHEMA_VERSION = 1
 #: Guard metrics, each a share of events: (what counts as a hit, whether lower is better).
@@ -105,15 +105,7 @@ def load_rollout_spec(path: Path) -> LoadedRolloutSpec:
         spec = RolloutSpec.model_validate(strip_lines(raw))
     except ValidationError as exc:
         first = exc.errors()[0]
-        node: Any = raw
-        line = line_of(raw)
-        for part in first["loc"]:
-            line = line_of_key(node, part) or line
-            try:
-                node = node[part]
-            except (KeyError, IndexError, TypeError):
-                break
-            line = line_of(node) or line
         where = ".".join(str(p) for p in first["loc"])
-        raise RolloutSpecError(path, line, f"{where}: {first['msg']}".lstrip(": ")) from None
+        problem = f"{where}: {first['msg']}".lstrip(": ")
+        raise RolloutSpecError(path, line_of_error(raw, first["loc"]), problem) from None
     return LoadedRolloutSpec(spec, path.resolve(), hashlib.sha256(data).hexdigest())

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from forgepilot.context.types import SNIPPET_SOURCES
 from forgepilot.errors import FileError, UserError
-from forgepilot.yamlio import YamlSyntaxError, line_of, load_with_lines, strip_lines
+from forgepilot.yamlio import YamlSyntaxError, line_of, line_of_error, load_with_lines, strip_lines
 
 SCHEMA_VERSION = 1
 
@@ -209,16 +209,7 @@ def load_spec(path: Path) -> LoadedSpec:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = first["loc"]
-        # Point at the line of the deepest mapping the error is inside.
-        node: Any = raw
-        line = line_of(raw)
-        for part in loc:
-            try:
-                node = node[part]
-            except (KeyError, IndexError, TypeError):
-                break
-            line = line_of(node) or line
-        raise SpecError(path, line, f"{'.'.join(str(p) for p in loc)}: {first['msg']}") from None
+        raise SpecError(path, line_of_error(raw, loc), f"{'.'.join(str(p) for p in loc)}: {first['msg']}") from None
     known = set(spec.suites)
     for i, check in enumerate(spec.checks):
         suite = getattr(check, "suite", None)

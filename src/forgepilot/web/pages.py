@@ -216,7 +216,7 @@ def index(st: GatewayState) -> dict[str, Any]:
                 "problem_count": len(s.problems),
             }
             for s in status
-        ]  # fmt: skip
+        ],  # fmt: skip
     }
 
 
