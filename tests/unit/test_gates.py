@@ -347,7 +347,7 @@ async def test_champion_and_promotion(tmp_path: Path, sandbox: Sandbox, isolated
         ),
         ("schema_version: 1\nname: [x\n", 3, "not valid YAML"),  # where the parser gave up
         # A spec that checks nothing would pass every candidate.
-        ("schema_version: 1\nname: x\nsuites: {}\nchecks: []\n", 1, "checks: List should have at least 1 item"),
+        ("schema_version: 1\nname: x\nsuites: {}\nchecks: []\n", 4, "checks: List should have at least 1 item"),
     ],
 )
 def test_spec_errors_name_the_line(tmp_path: Path, text: str, line: int, problem: str) -> None:
