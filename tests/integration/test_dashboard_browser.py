@@ -96,7 +96,7 @@ def test_every_page_in_a_real_browser(served: tuple[str, Any, Any], browser: Any
     shots = tmp_path / "screenshots"
     shots.mkdir()
     extra = Path(os.environ["FORGEPILOT_SCREENSHOTS"]) if os.environ.get("FORGEPILOT_SCREENSHOTS") else None
-    for path in PAGES:
+    for path in [*PAGES, "/ui/releases/decisions/dec-1", "/ui/data/decision/dec-1"]:
         browser.get(url + path)
         WebDriverWait(browser, 10).until(lambda d: d.execute_script("return document.readyState") == "complete")
         time.sleep(0.3)  # the live numbers' first server-sent event

@@ -124,8 +124,13 @@ async def test_every_page_renders_from_the_seeded_store(dash: Dash) -> None:
         assert "fake:canary" in deployments and "25.0%" in deployments and 'id="action-promote"' in deployments
         decision = await dash.client.get("/ui/releases/decisions/dec-1")
         assert decision.status_code == 200 and "0 of 6 planted instructions followed" in decision.text
-        lineage = await dash.client.get("/ui/data/deployment/canary")
-        assert lineage.status_code == 200 and "<b>deployment</b> canary" in lineage.text
+        dash.registry.link(("decision", "dec-1"), "judged", ("deployment", "canary"))
+        lineage = await dash.client.get("/ui/data/decision/dec-1")
+        assert lineage.status_code == 200 and "<i>judged</i>" in lineage.text
+        assert "<b>deployment</b> canary" in lineage.text
+        (graph,) = chart_data(lineage.text)
+        assert graph == {"nodes": 2, "edges": 1}
+        assert (await dash.client.get("/ui/data/dataset/missing")).status_code == 400
         for name in ("ui.css", "ui.js"):
             assert (await dash.client.get(f"/ui/static/{name}")).status_code == 200
         assert (await dash.client.get("/ui/static/../../etc/passwd")).status_code == 404

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from markupsafe import Markup, escape
 
@@ -150,3 +151,40 @@ def bar_chart(
         )
     data = {"groups": list(groups), "series": [{"name": n, "values": list(vs)} for n, vs in series]}
     return _frame(title, data, body, WIDTH, HEIGHT)
+
+
+def lineage_graph(title: str, root: dict[str, Any]) -> Markup:
+    """A registry lineage tree drawn left to right: one column per level, an arrow per relation."""
+    levels: list[list[dict[str, Any]]] = []
+    edges: list[tuple[int, int, int, int, str]] = []  # (level, index) -> (level + 1, index), relation
+
+    def place(node: dict[str, Any], level: int) -> int:
+        while len(levels) <= level:
+            levels.append([])
+        levels[level].append(node)
+        here = len(levels[level]) - 1
+        for link in node.get("links", []):
+            child = place(link, level + 1)
+            edges.append((level, here, level + 1, child, str(link.get("relation", ""))))
+        return here
+
+    place(root, 0)
+    col, row, box_w, box_h = 230, 46, 190, 30
+    width = 20 + col * len(levels)
+    height = 20 + row * max(len(nodes) for nodes in levels)
+    body: list[str] = []
+    for l1, i1, l2, i2, relation in edges:
+        x1, y1 = 10 + col * l1 + box_w, 10 + row * i1 + box_h / 2
+        x2, y2 = 10 + col * l2, 10 + row * i2 + box_h / 2
+        body.append(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" class="edge"/>')
+        mid_x, mid_y = (x1 + x2) / 2, (y1 + y2) / 2 - 3
+        body.append(f'<text x="{mid_x:.0f}" y="{mid_y:.0f}" text-anchor="middle">{escape(relation)}</text>')
+    for level, nodes in enumerate(levels):
+        for i, node in enumerate(nodes):
+            x, y = 10 + col * level, 10 + row * i
+            label = f"{node.get('type', '')}: {node.get('name') or node.get('id', '')}"
+            label = label if len(label) <= 30 else label[:29] + "…"
+            body.append(f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="4" class="node"/>')
+            body.append(f'<text x="{x + 6}" y="{y + 19}" class="legend" fill="#111827">{escape(label)}</text>')
+    data = {"nodes": sum(len(n) for n in levels), "edges": len(edges)}
+    return _frame(title, data, body, width, height)

@@ -187,9 +187,10 @@ def data_and_models(st: GatewayState) -> dict[str, Any]:
 
 
 def lineage(st: GatewayState, type_: str, id_: str) -> dict[str, Any]:
+    """An entity as recorded (a dataset's card, a model's identity, a decision's checks) and its lineage tree."""
     registry = open_registry(st.settings.state_dir)
     try:
-        return registry.lineage(type_, id_)
+        return {"entity": registry.get(type_, id_).record(), "tree": registry.lineage(type_, id_)}
     finally:
         registry.close()
 

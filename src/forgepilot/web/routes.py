@@ -223,7 +223,8 @@ async def data_page(request: Request, st: State, who: Seen) -> HTMLResponse:
 @router.get("/data/{type_}/{id_}", response_class=HTMLResponse)
 async def lineage_page(type_: str, id_: str, request: Request, st: State, who: Seen) -> HTMLResponse:
     data = await asyncio.to_thread(pages.lineage, st, type_, id_)
-    return render("lineage.html", request, who, "data", data=data)
+    graph = charts.lineage_graph(f"Lineage of {type_} {id_}", data["tree"])
+    return render("lineage.html", request, who, "data", data=data, graph=graph)
 
 
 @router.get("/index", response_class=HTMLResponse)
