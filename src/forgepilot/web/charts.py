@@ -38,12 +38,14 @@ def _fmt(value: float, percent: bool) -> str:
     return f"{value:,.0f}" if abs(value) >= 10 else f"{value:.2g}"
 
 
-def _frame(title: str, data: object, body: list[str], width: int, height: int) -> Markup:
+def _frame(title: str, data: object, body: list[str], width: int, height: int, *, natural: bool = False) -> Markup:
+    """``natural``: drawn at its own size (a small graph is not blown up to the page's width)."""
     payload = escape(json.dumps(data, separators=(",", ":")))
+    size = f'width="{width}" height="{height}" class="chart natural"' if natural else 'width="100%" class="chart"'
     return Markup(
         f"<figcaption>{escape(title)}</figcaption>"
-        f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" '
-        f'width="100%" data-chart="{payload}" xmlns="http://www.w3.org/2000/svg">'
+        f'<svg {size} role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" '
+        f'data-chart="{payload}" xmlns="http://www.w3.org/2000/svg">'
         f"<title>{escape(title)}</title>{''.join(body)}</svg>"
     )
 
@@ -183,8 +185,8 @@ def lineage_graph(title: str, root: dict[str, Any]) -> Markup:
         for i, node in enumerate(nodes):
             x, y = 10 + col * level, 10 + row * i
             label = f"{node.get('type', '')}: {node.get('name') or node.get('id', '')}"
-            label = label if len(label) <= 30 else label[:29] + "…"
+            label = label if len(label) <= 27 else label[:26] + "…"
             body.append(f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="4" class="node"/>')
             body.append(f'<text x="{x + 6}" y="{y + 19}" class="legend" fill="#111827">{escape(label)}</text>')
     data = {"nodes": sum(len(n) for n in levels), "edges": len(edges)}
-    return _frame(title, data, body, width, height)
+    return _frame(title, data, body, width, height, natural=True)
