@@ -553,6 +553,16 @@ class MonitorStore(SqliteStore):
         ).fetchall()
         return [SeriesPoint(r[0] * _HOUR, int(r[1]), int(r[2])) for r in rows]
 
+    def served_counts(self, since: float, until: float) -> tuple[int, int]:
+        """Completions served in ``[since, until)`` and how many of them failed (exact, not by the hour)."""
+        self.flush()
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(sum(error IS NOT NULL), 0) FROM completions "
+            "WHERE served_at >= ? AND served_at < ?",
+            (since, until),
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
     def requests_series(self, since: float, until: float) -> list[SeriesPoint]:
         """Completions served per hour, and how many failed."""
         self.flush()

@@ -29,16 +29,19 @@ def overview(st: GatewayState, *, now: float | None = None) -> dict[str, Any]:
     latency = store.latency(now - DAY, now, ["mode"])
     by_group = store.acceptance(now - DAY, now, ["model", "language", "mode", "template_version"])
     mode = st.monitoring.mode.status()
-    day_requests = [p for p in requests if p.at >= now - DAY]
-    day_accept = [p for p in acceptance if p.at >= now - DAY]
-    day_retention = [p for p in retention if p.at >= now - DAY]
+    # The tiles are exact over the last 24 hours (the charts' hourly buckets would blur the window's edge).
+    served, failed = store.served_counts(now - DAY, now)
+    shown = sum(a.shown for a in store.acceptance(now - DAY, now, by=()))
+    accepted = sum(a.accepted + a.partially_accepted for a in store.acceptance(now - DAY, now, by=()))
+    threshold = st.monitoring.settings.retention_threshold
+    checks = store.retention(now - DAY, now, by=(), threshold=threshold)
     return {
         "now": now,
         "tiles": {
-            "requests_24h": sum(p.n for p in day_requests),
-            "errors_24h": sum(p.hits for p in day_requests),
-            "acceptance_24h": _rate(sum(p.hits for p in day_accept), sum(p.n for p in day_accept)),
-            "retention_24h": _rate(sum(p.hits for p in day_retention), sum(p.n for p in day_retention)),
+            "requests_24h": served,
+            "errors_24h": failed,
+            "acceptance_24h": _rate(accepted, shown),
+            "retention_24h": _rate(sum(c.retained for c in checks), sum(c.checked for c in checks)),
             "degraded": mode.degraded,
             "mode_reason": mode.reason,
             "open_breakers": sorted(m for m, b in st.assistant.models.breakers().items() if b.state != "closed"),
