@@ -6,6 +6,8 @@ Errors in such files must name the line, so every mapping read here remembers wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -74,3 +76,26 @@ def line_of_error(raw: Any, loc: tuple[Any, ...] | list[Any]) -> int | None:
             break
         line = line_of(node) or line
     return line
+
+
+def read_versioned_mapping(
+    path: Path,
+    data: bytes,
+    *,
+    error: Callable[[Path, int | None, str], Exception],
+    shape: str,
+    schema_version: int,
+) -> dict[str, Any]:
+    """``data`` (the bytes of ``path``) parsed as a YAML mapping with lines and the expected ``schema_version``;
+    every problem is raised as ``error(path, line, problem)``. ``shape`` says what the mapping holds."""
+    try:
+        raw = load_with_lines(data.decode("utf-8"))
+    except YamlSyntaxError as exc:
+        raise error(path, exc.line, exc.problem) from None
+    except UnicodeDecodeError as exc:
+        raise error(path, None, f"not UTF-8 ({exc.reason})") from None
+    if not isinstance(raw, dict):
+        raise error(path, 1, shape)
+    if raw.get("schema_version") != schema_version:
+        raise error(path, 1, f"schema_version must be {schema_version} (got {raw.get('schema_version')!r})")
+    return raw

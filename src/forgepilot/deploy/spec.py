@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from forgepilot.errors import FileError, UserError
-from forgepilot.yamlio import YamlSyntaxError, line_of_error, load_with_lines, strip_lines
+from forgepilot.yamlio import line_of_error, read_versioned_mapping, strip_lines
 
 SCHEMA_VERSION = 1
 #: Guard metrics, each a share of events: (what counts as a hit, whether lower is better).
@@ -91,16 +91,13 @@ def load_rollout_spec(path: Path) -> LoadedRolloutSpec:
     if not path.is_file():
         raise UserError(f"no rollout spec at {path}", hint="see examples/rollout.yaml")
     data = path.read_bytes()
-    try:
-        raw = load_with_lines(data.decode("utf-8"))
-    except YamlSyntaxError as exc:
-        raise RolloutSpecError(path, exc.line, exc.problem) from None
-    except UnicodeDecodeError as exc:
-        raise RolloutSpecError(path, None, f"not UTF-8 ({exc.reason})") from None
-    if not isinstance(raw, dict):
-        raise RolloutSpecError(path, 1, "a rollout spec is a mapping with schema_version, name, steps and guards")
-    if raw.get("schema_version") != SCHEMA_VERSION:
-        raise RolloutSpecError(path, 1, f"schema_version must be {SCHEMA_VERSION} (got {raw.get('schema_version')!r})")
+    raw = read_versioned_mapping(
+        path,
+        data,
+        error=RolloutSpecError,
+        shape="a rollout spec is a mapping with schema_version, name, steps and guards",
+        schema_version=SCHEMA_VERSION,
+    )
     try:
         spec = RolloutSpec.model_validate(strip_lines(raw))
     except ValidationError as exc:

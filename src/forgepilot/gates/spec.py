@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from forgepilot.context.types import SNIPPET_SOURCES
 from forgepilot.errors import FileError, UserError
-from forgepilot.yamlio import YamlSyntaxError, line_of, line_of_error, load_with_lines, strip_lines
+from forgepilot.yamlio import line_of, line_of_error, read_versioned_mapping, strip_lines
 
 SCHEMA_VERSION = 1
 
@@ -194,16 +194,13 @@ def load_spec(path: Path) -> LoadedSpec:
     if not path.is_file():
         raise UserError(f"no gate spec at {path}", hint="see examples/gate.yaml")
     data = path.read_bytes()
-    try:
-        raw = load_with_lines(data.decode("utf-8"))
-    except YamlSyntaxError as exc:
-        raise SpecError(path, exc.line, exc.problem) from None
-    except UnicodeDecodeError as exc:
-        raise SpecError(path, None, f"not UTF-8 ({exc.reason})") from None
-    if not isinstance(raw, dict):
-        raise SpecError(path, 1, "a gate spec is a mapping with schema_version, name, suites and checks")
-    if raw.get("schema_version") != SCHEMA_VERSION:
-        raise SpecError(path, 1, f"schema_version must be {SCHEMA_VERSION} (got {raw.get('schema_version')!r})")
+    raw = read_versioned_mapping(
+        path,
+        data,
+        error=SpecError,
+        shape="a gate spec is a mapping with schema_version, name, suites and checks",
+        schema_version=SCHEMA_VERSION,
+    )
     try:
         spec = Spec.model_validate(strip_lines(raw))
     except ValidationError as exc:
