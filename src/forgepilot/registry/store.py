@@ -309,23 +309,28 @@ class Registry(SqliteStore):
 
     def set_deployment(self, alias: str, target: dict[str, Any], decision_id: str | None) -> Deployment:
         """Point ``alias`` at ``target`` (callers check the gate first: see ``gates.promote``)."""
-        now = time.time()
-        payload = json.dumps(target, sort_keys=True)
         with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO deployments(alias, target, decision_id, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(alias) DO UPDATE SET target = excluded.target, decision_id = excluded.decision_id, "
-                "updated_at = excluded.updated_at",
-                (alias, payload, decision_id, now),
-            )
-            conn.execute(
-                "INSERT INTO deployment_history(alias, target, decision_id, moved_at) VALUES (?, ?, ?, ?)",
-                (alias, payload, decision_id, now),
-            )
+            self._write_deployment(conn, alias, target, decision_id)
         entity = self.put("deployment", alias, alias, {"target": target, "decision_id": decision_id})
         if decision_id:
             self.link(entity, "promoted_by", ("decision", decision_id))
         return self.deployment(alias)  # type: ignore[return-value]
+
+    @staticmethod
+    def _write_deployment(conn: Any, alias: str, target: dict[str, Any], decision_id: str | None) -> None:
+        """Point ``alias`` at ``target`` and add the move to its history, inside the caller's transaction."""
+        now = time.time()
+        payload = json.dumps(target, sort_keys=True)
+        conn.execute(
+            "INSERT INTO deployments(alias, target, decision_id, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(alias) DO UPDATE SET target = excluded.target, decision_id = excluded.decision_id, "
+            "updated_at = excluded.updated_at",
+            (alias, payload, decision_id, now),
+        )
+        conn.execute(
+            "INSERT INTO deployment_history(alias, target, decision_id, moved_at) VALUES (?, ?, ?, ?)",
+            (alias, payload, decision_id, now),
+        )
 
     # -- pinned specs ----------------------------------------------------------------------------------------
     def pin_spec(self, alias: str, sha256: str, path: str) -> PinnedSpec:
@@ -441,18 +446,7 @@ class Registry(SqliteStore):
             )
             self._decision(conn, rollout_id, action, step, share, reason, evidence)
             if promote:
-                canary = json.loads(row["canary"])
-                payload = json.dumps(canary, sort_keys=True)
-                conn.execute(
-                    "INSERT INTO deployments(alias, target, decision_id, updated_at) VALUES ('champion', ?, ?, ?) "
-                    "ON CONFLICT(alias) DO UPDATE SET target = excluded.target, decision_id = excluded.decision_id, "
-                    "updated_at = excluded.updated_at",
-                    (payload, rollout_id, now),
-                )
-                conn.execute(
-                    "INSERT INTO deployment_history(alias, target, decision_id, moved_at) VALUES ('champion', ?, ?, ?)",
-                    (payload, rollout_id, now),
-                )
+                self._write_deployment(conn, "champion", json.loads(row["canary"]), rollout_id)
         if promote:
             entity = self.put("deployment", "champion", "champion", {"target": json.loads(row["canary"])})
             self.link(entity, "promoted_by", ("rollout", rollout_id))
