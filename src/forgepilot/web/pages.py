@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from forgepilot.evals import open_store
 from forgepilot.evals.compare import compare_results
 from forgepilot.gateway.state import GatewayState
 from forgepilot.monitor import compare
-from forgepilot.registry import open_registry
+from forgepilot.registry import Registry, open_registry
 
 DAY = 86_400.0
+
+
+@contextmanager
+def _registry(st: GatewayState) -> Iterator[Registry]:
+    """The registry the deployment router already holds open (serving), else one opened for this read."""
+    if st.router.registry is not None:
+        yield st.router.registry
+        return
+    registry = open_registry(st.settings.state_dir)
+    try:
+        yield registry
+    finally:
+        registry.close()
 
 
 def _rate(hits: int, n: int) -> float | None:
@@ -29,12 +44,13 @@ def overview(st: GatewayState, *, now: float | None = None) -> dict[str, Any]:
     latency = store.latency(now - DAY, now, ["mode"])
     by_group = store.acceptance(now - DAY, now, ["model", "language", "mode", "template_version"])
     mode = st.monitoring.mode.status()
-    # The tiles are exact over the last 24 hours (the charts' hourly buckets would blur the window's edge).
+    breakers = st.assistant.models.breakers()
+    # The tiles are exact over the last 24 hours (the charts' hourly buckets would blur the window's edge); the
+    # acceptance groups cover every event of that window, so their sums are the tiles'.
     served, failed = store.served_counts(now - DAY, now)
-    shown = sum(a.shown for a in store.acceptance(now - DAY, now, by=()))
-    accepted = sum(a.accepted + a.partially_accepted for a in store.acceptance(now - DAY, now, by=()))
-    threshold = st.monitoring.settings.retention_threshold
-    checks = store.retention(now - DAY, now, by=(), threshold=threshold)
+    shown = sum(a.shown for a in by_group)
+    accepted = sum(a.accepted + a.partially_accepted for a in by_group)
+    checks = store.retention(now - DAY, now, by=(), threshold=st.monitoring.settings.retention_threshold)
     return {
         "now": now,
         "tiles": {
@@ -44,7 +60,7 @@ def overview(st: GatewayState, *, now: float | None = None) -> dict[str, Any]:
             "retention_24h": _rate(sum(c.retained for c in checks), sum(c.checked for c in checks)),
             "degraded": mode.degraded,
             "mode_reason": mode.reason,
-            "open_breakers": sorted(m for m, b in st.assistant.models.breakers().items() if b.state != "closed"),
+            "open_breakers": sorted(m for m, b in breakers.items() if b.state != "closed"),
         },
         "latency_by_mode": [
             {
@@ -66,22 +82,17 @@ def overview(st: GatewayState, *, now: float | None = None) -> dict[str, Any]:
             {**a.group, "shown": a.shown, "accepted": a.accepted + a.partially_accepted, "rate": a.acceptance_rate}
             for a in by_group
         ],  # fmt: skip
-        "breakers": {
-            m: {"state": b.state, "last_error": b.last_error} for m, b in st.assistant.models.breakers().items()
-        },
+        "breakers": {m: {"state": b.state, "last_error": b.last_error} for m, b in breakers.items()},
     }
 
 
 def deployments(st: GatewayState) -> dict[str, Any]:
     """The split, the running (or last) rollout and its decisions with their evidence."""
     split = st.router.split()
-    registry = open_registry(st.settings.state_dir)
-    try:
+    with _registry(st) as registry:
         rollout = registry.active_rollout() or registry.latest_rollout()
         decisions = registry.rollout_decisions(rollout.id) if rollout else []
         history = registry.history("champion")[:10]
-    finally:
-        registry.close()
     return {
         "split": st.deployments_record(),
         "rollout": None
@@ -116,11 +127,8 @@ def deployments(st: GatewayState) -> dict[str, Any]:
 
 def releases(st: GatewayState) -> dict[str, Any]:
     """Gate decisions and evaluation runs, newest first."""
-    registry = open_registry(st.settings.state_dir)
-    try:
+    with _registry(st) as registry:
         decisions = registry.entities("decision", limit=50)
-    finally:
-        registry.close()
     evals = open_store(st.settings.state_dir)
     try:
         runs = evals.runs(limit=50)
@@ -156,11 +164,8 @@ def releases(st: GatewayState) -> dict[str, Any]:
 
 def decision(st: GatewayState, decision_id: str) -> dict[str, Any]:
     """One gate decision with every check's status, reasons and evidence (the dossier's content)."""
-    registry = open_registry(st.settings.state_dir)
-    try:
+    with _registry(st) as registry:
         entity = registry.get("decision", decision_id)
-    finally:
-        registry.close()
     return {"id": entity.id, "name": entity.name, "created_at": entity.created_at, **entity.data}
 
 
@@ -177,12 +182,9 @@ def comparison(st: GatewayState, run_a: str, run_b: str) -> dict[str, Any]:
 
 def data_and_models(st: GatewayState) -> dict[str, Any]:
     """Datasets, models and candidates in the registry, with their counts."""
-    registry = open_registry(st.settings.state_dir)
-    try:
+    with _registry(st) as registry:
         counts = registry.counts()
         rows = {t: registry.entities(t, limit=50) for t in ("dataset", "model", "candidate", "prompt")}
-    finally:
-        registry.close()
     return {
         "counts": counts,
         **{t: [{"id": e.id, "name": e.name, "created_at": e.created_at} for e in es] for t, es in rows.items()},
@@ -191,11 +193,8 @@ def data_and_models(st: GatewayState) -> dict[str, Any]:
 
 def lineage(st: GatewayState, type_: str, id_: str) -> dict[str, Any]:
     """An entity as recorded (a dataset's card, a model's identity, a decision's checks) and its lineage tree."""
-    registry = open_registry(st.settings.state_dir)
-    try:
+    with _registry(st) as registry:
         return {"entity": registry.get(type_, id_).record(), "tree": registry.lineage(type_, id_)}
-    finally:
-        registry.close()
 
 
 def index(st: GatewayState) -> dict[str, Any]:
