@@ -33,7 +33,7 @@ from forgepilot.backends.base import (
 from forgepilot.backends.fim import FimTemplate, fim_template
 from forgepilot.config import AssistSettings, GuardSettings
 from forgepilot.context import ContextBuilder, Document, OpenFile, Snippet
-from forgepilot.errors import BackendError, Cancelled
+from forgepilot.errors import Cancelled
 from forgepilot.syntax.languages import Language
 
 _TEMPLATE_ATTR = "template"
@@ -399,17 +399,13 @@ class CompletionService:
         if cancel is not None and cancel.cancelled:
             raise Cancelled("completion cancelled before the model was called")
         t = time.perf_counter()
-        try:
+        with self.models.watched(name):
             if mode != "inline" and backend.can_stream:
                 seen = doc.prefix[: len(doc.prefix) - len(ctx.indent)]
                 result = await _generate_block(backend, model_request, seen, mode, doc.language, cancel)
             else:
                 result = await backend.complete(model_request)
-        except BackendError as exc:
-            self.models.record(name, False, time.perf_counter() - t, exc.one_line())
-            raise
         model_s = time.perf_counter() - t
-        self.models.record(name, True, model_s)
         if result.finish_reason == "cancelled":
             raise Cancelled("completion cancelled")
         t = time.perf_counter()

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 from forgepilot.backends.base import Backend, Completion, CompletionRequest
 from forgepilot.backends.breaker import BreakerStatus, CircuitBreaker
 from forgepilot.backends.resolve import list_models, open_backend
 from forgepilot.config import Settings
-from forgepilot.errors import ConfigError, NotSupported, UnknownModel
+from forgepilot.errors import BackendError, ConfigError, NotSupported, UnknownModel
 
 Tier = Literal["large", "fast", "embed"]
 LOCAL_EMBEDDER = "local:all-minilm-l6-v2"
@@ -132,6 +134,17 @@ class ModelPool:
         """The outcome of a call routed to ``name`` (only models with a fallback keep a breaker)."""
         if self.fallback_of(name) is not None:
             self._breaker(name).record(ok, seconds, error)
+
+    @contextmanager
+    def watched(self, name: str) -> Iterator[None]:
+        """A call to ``name``'s backend, its outcome (failed, slow or good) counted by ``name``'s breaker."""
+        started = time.perf_counter()
+        try:
+            yield
+        except BackendError as exc:
+            self.record(name, False, time.perf_counter() - started, exc.one_line())
+            raise
+        self.record(name, True, time.perf_counter() - started)
 
     def breakers(self) -> dict[str, BreakerStatus]:
         """Each model with a fallback and the state of its breaker."""

@@ -26,7 +26,7 @@ from forgepilot.config import GuardSettings
 from forgepilot.context import ContextBuilder, Document, Snippet
 from forgepilot.context.frameworks import detect_framework, import_path_for
 from forgepilot.context.locate import Located
-from forgepilot.errors import BackendError, Cancelled, ForgePilotError, UserError
+from forgepilot.errors import Cancelled, ForgePilotError, UserError
 from forgepilot.index.search import Filters
 from forgepilot.prompts import PromptRegistry, RenderedPrompt, Template, builtin_registry
 from forgepilot.syntax.languages import LANGUAGES, detect_language
@@ -323,12 +323,8 @@ class ChatTasks:
             deadline_s=inp.deadline_s,
             cancel=cancel,
         )
-        try:
+        with self.models.watched(model):
             completion = await backend.chat(request)
-        except BackendError as exc:
-            self.models.record(model, False, time.perf_counter() - t, exc.one_line())
-            raise
-        self.models.record(model, True, time.perf_counter() - t)
         if completion.finish_reason == "cancelled":
             raise Cancelled(f"task {task} cancelled")
         client_text = "\n".join((inp.code, inp.diff, inp.question, inp.instruction, *map(str, inp.variables.values())))
