@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,7 +22,9 @@ app = typer.Typer(
 )
 
 
-def _open() -> tuple[RolloutController, Registry, list[object]]:
+@contextmanager
+def _controller() -> Iterator[RolloutController]:
+    """The rollout controller over this state's registry, monitor store and audit log, closed afterwards."""
     from forgepilot.deploy import RolloutController
     from forgepilot.monitor import AuditLog, MonitorStore, audit_db, monitor_db
     from forgepilot.registry import open_registry
@@ -29,12 +33,11 @@ def _open() -> tuple[RolloutController, Registry, list[object]]:
     registry = open_registry(state)
     store = MonitorStore(monitor_db(state))
     audit = AuditLog(audit_db(state))
-    return RolloutController(registry, store, audit), registry, [registry, store, audit]
-
-
-def _close(opened: list[object]) -> None:
-    for thing in opened:
-        thing.close()  # type: ignore[attr-defined]
+    try:
+        yield RolloutController(registry, store, audit)
+    finally:
+        for opened in (registry, store, audit):
+            opened.close()
 
 
 def _show(registry: Registry, rollout_id: str, json_: bool) -> None:
@@ -66,41 +69,32 @@ def start(spec: Annotated[Path, typer.Argument(help="A rollout spec (see example
     from forgepilot.monitor import current_actor
 
     loaded = load_rollout_spec(spec)
-    controller, registry, opened = _open()
-    try:
+    with _controller() as controller:
         rollout = controller.start(loaded, default_model=settings().default_model, actor=current_actor())
         err.print(f"[green]started[/] {rollout.id}: canary at {rollout.share:.0%} of users")
-        _show(registry, rollout.id, json_=False)
-    finally:
-        _close(opened)
+        _show(controller.registry, rollout.id, json_=False)
 
 
 @app.command()
 def status(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """The running (or last) rollout and its latest decisions with their evidence."""
-    _, registry, opened = _open()
-    try:
-        rollout = registry.active_rollout() or registry.latest_rollout()
+    with _controller() as controller:
+        rollout = controller.registry.active_rollout() or controller.registry.latest_rollout()
         if rollout is None:
             out.print("no rollout yet: forgepilot rollout start SPEC")
             return
-        _show(registry, rollout.id, json_)
-    finally:
-        _close(opened)
+        _show(controller.registry, rollout.id, json_)
 
 
 @app.command()
 def tick(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Judge the running rollout now (a serving gateway does this every ``[deploy] tick_s``)."""
-    controller, registry, opened = _open()
-    try:
+    with _controller() as controller:
         rollout = controller.tick()
         if rollout is None:
             out.print("no rollout is running")
             return
-        _show(registry, rollout.id, json_)
-    finally:
-        _close(opened)
+        _show(controller.registry, rollout.id, json_)
 
 
 @app.command()
@@ -108,12 +102,9 @@ def stop(reason: Annotated[str, typer.Option(help="Why (written to the audit log
     """Stop the running rollout: every user back on the champion at once."""
     from forgepilot.monitor import current_actor
 
-    controller, registry, opened = _open()
-    try:
+    with _controller() as controller:
         rollout = controller.stop(reason, current_actor())
         if rollout is None:
             out.print("no rollout is running")
             return
         err.print(f"stopped {rollout.id}: every user is on the champion")
-    finally:
-        _close(opened)
