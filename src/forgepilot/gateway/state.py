@@ -196,10 +196,7 @@ class GatewayState:
         """The request as ``deployment`` serves it (its model unless the client named one, its context sources),
         in degraded mode on the fast tier with a smaller prompt."""
         inp = replace(inp, model=inp.model or deployment.model, sources=deployment.sources)
-        if degraded:
-            cut = self.monitoring.mode.completion_overrides()
-            inp = replace(inp, model=cut.model or inp.model, prompt_tokens=cut.prompt_tokens)
-        return inp
+        return self.monitoring.degraded_input(inp) if degraded else inp
 
     def deployments_record(self) -> list[dict[str, Any]]:
         split = self.router.split()

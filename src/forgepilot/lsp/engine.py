@@ -7,7 +7,7 @@ import os
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any, Protocol
 
 import httpx
@@ -38,11 +38,9 @@ class InProcessEngine:
 
     async def complete(self, doc: Document, recent: Sequence[OpenFile], cancel: CancelToken) -> dict[str, Any]:
         inp = CompletionInput(document=doc, recent=recent)
-        mode = self.monitoring.mode if self.monitoring else None
-        degraded = mode is not None and mode.degraded
-        if mode is not None and degraded:
-            cut = mode.completion_overrides()
-            inp = replace(inp, model=cut.model, prompt_tokens=cut.prompt_tokens)
+        degraded = self.monitoring is not None and self.monitoring.mode.degraded
+        if self.monitoring is not None and degraded:
+            inp = self.monitoring.degraded_input(inp)
         started = time.perf_counter()
         cid = f"cmpl-{secrets.token_hex(12)}"
         language = doc.language.name if doc.language else None

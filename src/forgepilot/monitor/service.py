@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from forgepilot.monitor.store import MonitorStore
 from forgepilot.monitor.types import ModeChange, ServedCompletion
 
 if TYPE_CHECKING:
-    from forgepilot.assist import AssistCompletion
+    from forgepilot.assist import AssistCompletion, CompletionInput
 
 _log = logging.getLogger("forgepilot.monitor")
 #: One audit entry per client per this many seconds for failed authentications (a brute force is one line a
@@ -100,6 +101,11 @@ class Monitoring:
             )
         except Exception as exc:  # the mode still changes; only its record is lost, and the log says so
             _log.error("could not record the serving-mode change: %s", exc)
+
+    def degraded_input(self, inp: CompletionInput) -> CompletionInput:
+        """``inp`` as degraded mode serves it: on the fast tier (when there is one) with a smaller prompt."""
+        cut = self.mode.completion_overrides()
+        return replace(inp, model=cut.model or inp.model, prompt_tokens=cut.prompt_tokens)
 
     def served(self, completion: ServedCompletion) -> None:
         self.store.record_completion(completion)
