@@ -6,7 +6,7 @@ from forgepilot.monitor.drift import DomainProfile, DriftReport, FeatureDrift, c
 from forgepilot.monitor.retention import Accepted, RetentionTracker, retained_share
 from forgepilot.monitor.service import Monitoring, audit_db, monitor_db, served_completion
 from forgepilot.monitor.store import DeploymentCounts, MonitorStore, WindowSample
-from forgepilot.monitor.summary import MonitorSummary, summarize
+from forgepilot.monitor.summary import MonitorSummary, summarize, window_drift
 from forgepilot.monitor.types import (
     EVENT_TYPES,
     GROUP_KEYS,
@@ -59,4 +59,5 @@ __all__ = [
     "retained_share",
     "served_completion",
     "summarize",
+    "window_drift",
 ]

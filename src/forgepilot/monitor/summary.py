@@ -30,6 +30,19 @@ class MonitorSummary:
         return bool(self.mode_changes) and self.mode_changes[0].mode == "degraded"
 
 
+def window_drift(
+    store: MonitorStore,
+    settings: MonitorSettings,
+    since: float,
+    until: float,
+    *,
+    reference_s: float,
+    domain: DomainProfile | None = None,
+) -> DriftReport:
+    """Drift of ``[since, until)`` against the ``reference_s`` seconds before it."""
+    return compare(store.window(since - reference_s, since), store.window(since, until), settings, domain=domain)
+
+
 def summarize(
     store: MonitorStore,
     settings: MonitorSettings,
@@ -51,7 +64,7 @@ def summarize(
         acceptance=store.acceptance(since, until, by),
         retention=store.retention(since, until, by, threshold=settings.retention_threshold),
         latency=store.latency(since, until, [k for k in by if k in ("deployment", "model", "language", "mode")]),
-        drift=compare(store.window(reference_since, since), store.window(since, until), settings, domain=domain),
+        drift=window_drift(store, settings, since, until, reference_s=reference_s, domain=domain),
         mode_changes=store.mode_changes(),
         event_counts=store.event_counts(),
     )

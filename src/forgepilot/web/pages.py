@@ -10,7 +10,7 @@ from typing import Any
 from forgepilot.evals import open_store
 from forgepilot.evals.compare import compare_results
 from forgepilot.gateway.state import GatewayState
-from forgepilot.monitor import compare
+from forgepilot.monitor import window_drift
 from forgepilot.registry import Registry, open_registry
 
 DAY = 86_400.0
@@ -228,8 +228,7 @@ def drift(st: GatewayState, *, now: float | None = None) -> dict[str, Any]:
     settings = st.monitoring.settings
     until = time.time() if now is None else now
     since = until - DAY
-    store = st.monitoring.store
-    report = compare(store.window(since - 7 * DAY, since), store.window(since, until), settings)
+    report = window_drift(st.monitoring.store, settings, since, until, reference_s=7 * DAY)
     return {
         "since": since,
         "until": until,
