@@ -68,15 +68,22 @@ def document() -> tuple[str, list[dict[str, str]]]:
     return text, recent
 
 
-def gateway(state: Path, *, guards_on: bool, deployments: bool) -> tuple[Any, list[Any]]:
+def gateway(
+    state: Path,
+    *,
+    guards_on: bool,
+    deployments: bool,
+    reply: str = "sum(values)\n",
+    delay_s: float = 0.0,
+    poll_s: float = 1.0,
+) -> tuple[Any, list[Any], RolloutController | None]:
+    """A gateway over two fake models answering ``reply`` (``delay_s`` per token), guards on or off, and with
+    ``deployments`` a champion and a canary at half the users in a running rollout."""
     guards = {} if guards_on else {"secrets": "off", "instructions": False, "redact_output": False}
     settings = load_settings(
         state_dir=state, default_model="fake:champion", guards=guards, gateway={"rate_limit_per_minute": 0}
     )
-    backends = {
-        "fake:champion": FakeBackend("fake:champion", replies=lambda p: "sum(values)\n", delay_s=0.0),
-        "fake:canary": FakeBackend("fake:canary", replies=lambda p: "sum(values)\n", delay_s=0.0),
-    }
+    backends = {n: FakeBackend(n, replies=lambda p: reply, delay_s=delay_s) for n in ("fake:champion", "fake:canary")}
     assistant = Assistant.open(settings, preset=backends, index=False)
     monitoring = Monitoring.open(state, settings.monitor)
     store = GatewayStore(state / "gateway.db")
@@ -92,12 +99,12 @@ def gateway(state: Path, *, guards_on: bool, deployments: bool) -> tuple[Any, li
         spec.write_text(SPEC, encoding="utf-8")
         controller.start(load_rollout_spec(spec), default_model="fake:champion", actor="bench")
         known = frozenset(assistant.models.names())
-        router = DeploymentRouter(registry, default_model="fake:champion", known=known.__contains__, poll_s=1.0)
+        router = DeploymentRouter(registry, default_model="fake:champion", known=known.__contains__, poll_s=poll_s)
     app = create_app(
         assistant, store=store, auth_required=False, monitoring=monitoring, router=router, controller=controller
     )
     opened.insert(0, assistant)
-    return app, opened
+    return app, opened, controller
 
 
 async def bench_overhead(trials: int) -> dict[str, Any]:
@@ -112,7 +119,7 @@ async def bench_overhead(trials: int) -> dict[str, Any]:
     clients = {}
     opened: list[Any] = []
     for label, on in (("on", True), ("off", False)):
-        app, things = gateway(Path(tempfile.mkdtemp(prefix=f"fp-ship-{label}-")), guards_on=on, deployments=on)
+        app, things, _ = gateway(Path(tempfile.mkdtemp(prefix=f"fp-ship-{label}-")), guards_on=on, deployments=on)
         opened += things
         clients[label] = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
     times: dict[str, list[float]] = {"on": [], "off": []}
@@ -149,26 +156,11 @@ def bench_rollback(requests: int, concurrency: int) -> dict[str, Any]:
     import uvicorn
 
     state = Path(tempfile.mkdtemp(prefix="fp-ship-rollback-"))
-    settings = load_settings(state_dir=state, default_model="fake:champion", gateway={"rate_limit_per_minute": 0})
-    backends = {
-        "fake:champion": FakeBackend("fake:champion", replies=["a + b\n"], delay_s=0.02 / 4),
-        "fake:canary": FakeBackend("fake:canary", replies=["a + b\n"], delay_s=0.02 / 4),
-    }
-    assistant = Assistant.open(settings, preset=backends, index=False)
-    monitoring = Monitoring.open(state, settings.monitor)
-    store = GatewayStore(state / "gateway.db")
-    registry = open_registry(state)
-    registry.set_deployment("champion", {"model": "fake:champion"}, None)
-    registry.set_deployment("canary", {"model": "fake:canary"}, None)
-    controller = RolloutController(registry, monitoring.store, monitoring.audit)
-    spec = state / "rollout.yaml"
-    spec.write_text(SPEC, encoding="utf-8")
-    controller.start(load_rollout_spec(spec), default_model="fake:champion", actor="bench")
-    known = frozenset(assistant.models.names())
-    router = DeploymentRouter(registry, default_model="fake:champion", known=known.__contains__, poll_s=0.2)
-    app = create_app(
-        assistant, store=store, auth_required=False, monitoring=monitoring, router=router, controller=controller
+    # Each model answers in about 20 ms (its reply is four tokens); the routers re-read the registry every 0.2 s.
+    app, opened, controller = gateway(
+        state, guards_on=True, deployments=True, reply="a + b\n", delay_s=0.02 / 4, poll_s=0.2
     )
+    assert controller is not None
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -212,7 +204,7 @@ def bench_rollback(requests: int, concurrency: int) -> dict[str, Any]:
     before = [o[2] for o in outcomes if o[0] < cut]
     settle = cut + 1.0  # routers re-read the registry within poll_s
     after = [o[2] for o in outcomes if o[0] > settle]
-    for thing in (store, monitoring, registry):
+    for thing in opened[1:]:  # the stores (the assistant's models are fakes)
         thing.close()
     return {
         "requests": len(outcomes),
