@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from forgepilot.gateway.errors import HTTPError
-from forgepilot.gateway.store import GatewayStore
+from forgepilot.gateway.store import ApiKey, GatewayStore
 
 
 def is_loopback(host: str) -> bool:
@@ -102,10 +102,16 @@ class Guard:
         #: Told (client, error code) of every failed authentication: the audit log records them.
         self.on_failure = on_failure
 
+    def key(self, authorization: str | None) -> ApiKey | None:
+        """The active key ``authorization`` (``Bearer KEY``) carries, or None (no rate limit is spent)."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return self.store.verify(token.strip())
+
     def valid(self, authorization: str | None) -> bool:
         """True when ``authorization`` carries an active key (no rate limit is spent)."""
-        scheme, _, token = (authorization or "").partition(" ")
-        return scheme.lower() == "bearer" and bool(token.strip()) and self.store.verify(token.strip()) is not None
+        return self.key(authorization) is not None
 
     def check(self, authorization: str | None, client: str) -> str | None:
         """The caller's key name (None without auth); raises 401 or 429."""

@@ -22,7 +22,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from forgepilot.errors import UserError
 from forgepilot.gateway.errors import HTTPError
-from forgepilot.gateway.state import GatewayState, gateway_state
+from forgepilot.gateway.state import GatewayState, client_host, gateway_state
 from forgepilot.web import charts, pages
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -63,9 +63,8 @@ def viewer(request: Request, st: State) -> Viewer:
     """Who is looking: a local admin without auth; else the key in the cookie or the Authorization header."""
     if not st.auth_required:
         return Viewer("local", "admin")
-    scheme, _, bearer = (request.headers.get("authorization") or "").partition(" ")
-    token = request.cookies.get(COOKIE) or (bearer.strip() if scheme.lower() == "bearer" else "")
-    key = st.store.verify(token) if token else None
+    cookie = request.cookies.get(COOKIE)
+    key = st.store.verify(cookie) if cookie else st.guard.key(request.headers.get("authorization"))
     if key is None:
         raise SignIn()
     return Viewer(key.name, key.role)
@@ -107,7 +106,7 @@ async def login(request: Request, st: State) -> Response:
     if not target.startswith("/ui"):  # never an open redirect
         target = "/ui"
     if key is None:
-        st.monitoring.auth_failed(request.client.host if request.client else "unknown", "invalid_api_key")
+        st.monitoring.auth_failed(client_host(request), "invalid_api_key")
         return RedirectResponse("/ui/login?error=1", status_code=303)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(COOKIE, fields["key"].strip(), httponly=True, samesite="strict", path="/ui")
