@@ -302,6 +302,39 @@ class MonitorSettings(BaseModel):
     max_clock_skew_s: float = Field(default=300.0, gt=0)
 
 
+class TrainSettings(BaseModel):
+    """``forgepilot train``: fine-tuning defaults (seed 003's rules of thumb for small code models)."""
+
+    model_config = {"extra": "forbid"}
+
+    #: Torch threads on CPU; None uses every CPU available to the process.
+    threads: int | None = None
+    #: Below this many task samples ``--method auto`` trains a LoRA; above ``sft_above`` full SFT.
+    lora_below: int = 1000
+    sft_above: int = 10000
+    lora_rank: int = Field(default=16, ge=1)
+    lora_alpha: float = 32.0
+    lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    #: Modules LoRA adapts: every attention and MLP projection (llama.cpp applies adapters to these).
+    lora_targets: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    lora_learning_rate: float = 2e-4
+    sft_learning_rate: float = 2e-5
+    epochs: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=4, ge=1)
+    gradient_accumulation: int = Field(default=1, ge=1)
+    #: Longer examples are left out (counted): cutting one would train on a prompt serving never sends.
+    max_tokens: int = Field(default=2048, ge=16)
+    warmup_ratio: float = Field(default=0.03, ge=0.0, lt=1.0)
+    save_steps: int = Field(default=50, ge=1)
+    seed: int = 0
+    #: Runtime copies written after training (the first one is what ``llamacpp:NAME`` serves).
+    quants: list[str] = Field(default_factory=lambda: ["q4_k_m", "q8_0"])
+    #: Largest mean KL divergence (nats per token) between the trained model and its float16 GGUF on fixed prompts.
+    max_conversion_kl: float = Field(default=0.01, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FORGEPILOT_", env_nested_delimiter="__", extra="forbid")
 
@@ -320,6 +353,7 @@ class Settings(BaseSettings):
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     guards: GuardSettings = Field(default_factory=GuardSettings)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -275,7 +275,9 @@ async def test_memorisation_and_out_of_domain(tmp_path: Path, sandbox: Sandbox, 
     ]
     (dataset / "instances").mkdir()
     (dataset / "instances" / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
-    (dataset / "card.json").write_text(json.dumps({"counts": {"language": {"java": 3}}, "tokens": {"max": 500}}))
+    (dataset / "card.json").write_text(
+        json.dumps({"schema_version": 1, "counts": {"language": {"java": 3}}, "tokens": {"max": 500}})
+    )
     checks = (
         "  - {type: memorisation, dataset: ds, samples: 3, min_chars: 40, max_share: 0.0}\n"
         "  - {type: out_of_domain, suite: arith, dataset: ds, max_share: 0.5}\n"

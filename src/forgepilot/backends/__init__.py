@@ -24,8 +24,12 @@ from forgepilot.backends.openai_http import OpenAICompatibleBackend
 from forgepilot.backends.pricing import Price, PriceTable, builtin_price_table
 from forgepilot.backends.providers import PROVIDERS, ProviderProfile, provider_profile
 from forgepilot.backends.resolve import ModelEntry, list_models, open_backend
+from forgepilot.backends.trained import TrainedModel, find_trained, list_trained
 
 __all__ = [
+    "TrainedModel",
+    "find_trained",
+    "list_trained",
     "EMBEDDED_MODELS",
     "PROVIDERS",
     "Backend",

@@ -65,7 +65,8 @@ _FALLBACK_CHAT_TEMPLATES: dict[str, str] = {
     ),
 }
 _FALLBACK_CHAT_TEMPLATES["codegemma"] = _FALLBACK_CHAT_TEMPLATES["gemma3"]
-_FALLBACK_CHAT_STOPS: dict[str, list[str]] = {
+#: What ends an assistant turn, by family (serving stops there; training ends each answer with it).
+CHAT_TURN_ENDS: dict[str, list[str]] = {
     "gemma3": ["<end_of_turn>"],
     "codegemma": ["<end_of_turn>"],
     "qwen2.5-coder": ["<|im_end|>"],
@@ -118,15 +119,18 @@ class _HostKey:
     n_batch: int
     prompt_cache_mib: int
     prompt_lookup_tokens: int
+    lora: str | None = None
 
 
 class LlamaHost:
     """One loaded model and the single thread that runs everything touching its context."""
 
-    def __init__(self, path: Path, settings: LlamaSettings) -> None:
+    def __init__(self, path: Path, settings: LlamaSettings, *, lora: Path | None = None) -> None:
         llama_cpp = import_llama_cpp()
         if not path.is_file():
             raise UserError(f"model file {path} does not exist")
+        if lora is not None and not lora.is_file():
+            raise UserError(f"adapter file {lora} does not exist")
         try:
             draft = None
             if settings.prompt_lookup_tokens:
@@ -139,6 +143,7 @@ class LlamaHost:
                 n_threads=settings.n_threads or default_threads(),
                 n_batch=settings.n_batch,
                 draft_model=draft,
+                lora_path=str(lora) if lora is not None else None,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -232,7 +237,7 @@ class LlamaHost:
                 bos_token=self.llm._model.token_get_text(bos) if bos != -1 else "",
             )
         if "tokenizer.chat_template" not in self.llm.metadata:
-            extra_stop = _FALLBACK_CHAT_STOPS.get(family, [])
+            extra_stop = CHAT_TURN_ENDS.get(family, [])
         placeholders = [{**m, "content": _placeholder(i)} for i, m in enumerate(messages)]
         result = self._formatter(messages=placeholders)
         segments = _fill_placeholders(result.prompt, [m["content"] for m in messages])
@@ -367,8 +372,8 @@ def _close_hosts() -> None:
             handle.close()
 
 
-def llama_host(path: Path, settings: LlamaSettings) -> LlamaHost:
-    """The process-wide host for this model file and settings, loading it on first use."""
+def llama_host(path: Path, settings: LlamaSettings, *, lora: Path | None = None) -> LlamaHost:
+    """The process-wide host for this model file (and LoRA adapter) and settings, loading it on first use."""
     key = _HostKey(
         str(path.resolve()),
         settings.n_ctx,
@@ -376,11 +381,12 @@ def llama_host(path: Path, settings: LlamaSettings) -> LlamaHost:
         settings.n_batch,
         settings.prompt_cache_mib,
         settings.prompt_lookup_tokens,
+        str(lora.resolve()) if lora is not None else None,
     )
     with _HOSTS_LOCK:
         host = _HOSTS.get(key)
         if host is None:
-            host = _HOSTS[key] = LlamaHost(path, settings)
+            host = _HOSTS[key] = LlamaHost(path, settings, lora=lora)
         return host
 
 
@@ -397,9 +403,12 @@ class LlamaCppBackend(Backend):
         template: FimTemplate,
         settings: LlamaSettings | None = None,
         prices: PriceTable | None = None,
+        lora: Path | None = None,
     ) -> None:
         super().__init__(name)
         self.path = path
+        #: A LoRA adapter GGUF applied over ``path`` at load (a fine-tune served without merging).
+        self.lora = lora
         self.template = template
         self.settings = settings or LlamaSettings()
         self.prices = prices or builtin_price_table()
@@ -411,7 +420,7 @@ class LlamaCppBackend(Backend):
     @property
     def host(self) -> LlamaHost:
         if self._host is None:
-            self._host = llama_host(self.path, self.settings)
+            self._host = llama_host(self.path, self.settings, lora=self.lora)
         return self._host
 
     def prompt_tokens(self, request: CompletionRequest) -> list[int]:

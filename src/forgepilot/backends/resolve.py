@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -18,8 +19,9 @@ from forgepilot.backends.fake import FakeBackend
 from forgepilot.backends.fim import fim_template
 from forgepilot.backends.llamacpp import LlamaCppBackend
 from forgepilot.backends.openai_http import OpenAICompatibleBackend
-from forgepilot.backends.pricing import builtin_price_table
+from forgepilot.backends.pricing import PriceTable, builtin_price_table
 from forgepilot.backends.providers import provider_profile
+from forgepilot.backends.trained import LORA_SUFFIX, TrainedModel, find_trained, list_trained
 from forgepilot.config import ModelConfig, Settings
 from forgepilot.errors import ConfigError, UnknownModel
 
@@ -31,7 +33,7 @@ class ModelEntry:
     name: str
     provider: str
     family: str
-    source: str  # "embedded" or "config"
+    source: str  # "embedded", "trained" or "config"
     detail: str
 
 
@@ -40,6 +42,11 @@ def list_models(settings: Settings) -> list[ModelEntry]:
         ModelEntry(m.name, "llamacpp", m.family, "embedded", f"{m.title}, {m.size / 1e6:.0f} MB, extra [{m.extra}]")
         for m in EMBEDDED_MODELS.values()
     ]
+    for t in list_trained(settings.models_dir):
+        entries.append(ModelEntry(f"llamacpp:{t.name}", "llamacpp", t.family, "trained", str(t.folder / t.serve_file)))
+        if t.adapter_file:
+            detail = f"{t.folder / t.adapter_file} over {t.base_gguf}"
+            entries.append(ModelEntry(f"llamacpp:{t.name}{LORA_SUFFIX}", "llamacpp", t.family, "trained", detail))
     for name, cfg in sorted(settings.models.items()):
         provider = cfg.provider or name.partition(":")[0]
         detail = str(cfg.path) if cfg.path else (cfg.base_url or "default endpoint")
@@ -68,8 +75,26 @@ def open_backend(
             )
         if provider == "fake":
             return FakeBackend(name)
+        trained = find_trained(settings.models_dir, short) if provider == "llamacpp" else None
+        if trained is not None:
+            return _trained_backend(name, *trained, settings=settings, prices=prices)
         raise UnknownModel(name, [m.name for m in list_models(settings)])
     return _configured_backend(name, cfg, settings, client=client, progress=progress)
+
+
+def _trained_paths(model: TrainedModel, adapter: bool) -> tuple[Path, Path | None]:
+    if adapter and model.adapter_file and model.base_gguf:
+        return Path(model.base_gguf), model.folder / model.adapter_file
+    return model.folder / model.serve_file, None
+
+
+def _trained_backend(
+    name: str, model: TrainedModel, adapter: bool, *, settings: Settings, prices: PriceTable
+) -> LlamaCppBackend:
+    path, lora = _trained_paths(model, adapter)
+    return LlamaCppBackend(
+        name, path=path, lora=lora, template=fim_template(model.family), settings=settings.llama, prices=prices
+    )
 
 
 def _configured_backend(
@@ -141,6 +166,13 @@ def model_identity(name: str, settings: Settings) -> dict[str, str]:
         if provider == "llamacpp" and short in EMBEDDED_MODELS:
             m = EMBEDDED_MODELS[short]
             return {"name": name, "provider": provider, "family": m.family, "sha256": m.sha256, "source": "embedded"}
+        trained = find_trained(settings.models_dir, short) if provider == "llamacpp" else None
+        if trained is not None:
+            model, adapter = trained
+            path, lora = _trained_paths(model, adapter)
+            ident = {"name": name, "provider": provider, "family": model.family, "source": "trained"}
+            ident["sha256"] = model.sha256.get((model.adapter_file or "") if lora else model.serve_file, "")
+            return ident
         return {"name": name, "provider": provider, "source": "preset"}
     out = {"name": name, "provider": cfg.provider or provider, "family": cfg.family, "source": "config"}
     if cfg.path is not None:

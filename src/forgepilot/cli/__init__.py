@@ -29,6 +29,7 @@ from forgepilot.cli import (
     registry,
     rollout,
     serve,
+    train,
 )
 from forgepilot.cli._common import err
 from forgepilot.errors import EXIT_CODES, ForgePilotError
@@ -55,6 +56,7 @@ app.command()(serve.serve)
 app.command()(lsp.lsp)
 app.command()(monitor.monitor)
 app.command()(monitor.audit)
+app.command()(train.train)
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(dataset.app, name="dataset")

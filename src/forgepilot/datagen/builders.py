@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from forgepilot.backends.base import prompt_text
 from forgepilot.backends.fim import FimTemplate
 from forgepilot.config import AssistSettings, DatasetSettings
 from forgepilot.context import ContextBuilder, Document
@@ -66,7 +67,8 @@ class RenderKit:
         ctx = self.builder.build(
             doc, template=self.template, count=self.count, max_context=self.max_context, max_tokens=max_tokens
         )
-        fim_prompt = ctx.prompt if ctx.segments is not None else self.template.render(ctx.prompt, ctx.suffix)
+        segments = ctx.segments if ctx.segments is not None else self.template.segments(ctx.prompt, ctx.suffix)
+        fim_prompt = prompt_text(segments)
         kept_prefix, _ = take_tail(prefix, ctx.tokens.get("prefix", 0), self.count)
         kept_suffix, _ = (
             take_head(suffix, ctx.tokens.get("suffix", 0), self.count) if self.template.supports_fim else ("", 0)
@@ -97,6 +99,7 @@ class RenderKit:
             prefix=kept_prefix,
             suffix=kept_suffix,
             fim_prompt=fim_prompt,
+            fim_segments=[[s.text, s.control] for s in segments],
             fim_indent=ctx.indent,
             format=ctx.format,
             context=[

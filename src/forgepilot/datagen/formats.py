@@ -25,7 +25,7 @@ DEEPSEEK_EOT = "<|EOT|>"
 
 
 #: Fields of an instance record written as JSON text in the ``instances`` format.
-NESTED = ("context", "meta", "template", "related_paths")
+NESTED = ("context", "meta", "template", "related_paths", "fim_segments")
 
 
 def instance_row(inst: Instance) -> dict[str, Any]:

@@ -63,6 +63,9 @@ def clean(
                     value = getattr(inst, name)
                     if value:
                         setattr(inst, name, redactor.redact(value).text)
+                for piece in inst.fim_segments:
+                    if not piece[1]:
+                        piece[0] = redactor.scrub(piece[0])
                 for snip in inst.context:
                     snip["text"] = redactor.scrub(snip["text"])
     with timer.stage("dedup"):

@@ -52,6 +52,9 @@ class Instance:
     prefix: str = ""
     suffix: str = ""
     fim_prompt: str = ""
+    #: ``fim_prompt`` as the serving backend tokenizes it: ``[text, is_control]`` pieces (markers apart from code),
+    #: so training tokenizes exactly what serving sends.
+    fim_segments: list[list[Any]] = field(default_factory=list)
     #: Whitespace the serving prompt holds back (``ContextResult.indent``): the FIM target starts with it.
     fim_indent: str = ""
     format: str = "chat"  # repo-level, comment-snippets, plain (completion kinds) or chat

@@ -331,11 +331,11 @@ def _load_jsonl(path: Path, data: bytes) -> Suite:
         header = _header(row["suite"], path, number)
         return _suite(header, rows, path, data)
     if "kind" in row and "schema_version" in row and "completion" in row:
-        return _from_instances(path, data, [(row, number), *rows])
+        return _from_instances(path, hashlib.sha256(data).hexdigest(), [(row, number), *rows])
     raise SuiteError(path, number, 'the first line must be {"suite": {schema_version, name, kind}} or an instance')
 
 
-def _from_instances(path: Path, data: bytes, rows: list[tuple[dict[str, Any], int]]) -> Suite:
+def _from_instances(path: Path, sha256: str, rows: list[tuple[dict[str, Any], int]]) -> Suite:
     """Completion instances of a built dataset (``forgepilot dataset build``) as a completion suite."""
     cases = []
     for row, number in rows:
@@ -371,7 +371,7 @@ def _from_instances(path: Path, data: bytes, rows: list[tuple[dict[str, Any], in
         raise SuiteError(path, None, "no completion instances (inline, in_block, after_block) in this dataset")
     # A split file of a dataset (OUT/instances/test.jsonl) is named after its dataset and split.
     name = f"{path.parent.parent.name}/{path.stem}" if path.parent.name == "instances" else path.stem
-    return Suite(name, "completion", cases, str(path), hashlib.sha256(data).hexdigest(), "dataset instances")
+    return Suite(name, "completion", cases, str(path), sha256, "dataset instances")
 
 
 def humaneval() -> Suite:
@@ -402,16 +402,14 @@ def humaneval() -> Suite:
 
 def _from_dataset(folder: Path) -> Suite:
     """Every split of a dataset folder (``OUT/instances/SPLIT.jsonl``) as one completion suite."""
-    files = sorted((folder / "instances").glob("*.jsonl"))
-    if not files:
-        raise SuiteError(folder, None, "no instances/*.jsonl: not a dataset folder of `forgepilot dataset build`")
-    rows: list[tuple[dict[str, Any], int]] = []
-    data = b""
-    for file in files:
-        raw = file.read_bytes()
-        data += raw
-        rows += list(_jsonl_rows(file, raw))
-    suite = _from_instances(folder, data, rows)
+    from forgepilot.datagen.dataset import Dataset, DatasetError
+
+    try:
+        ds = Dataset.open(folder)
+        rows = [(row, number) for _, number, row in ds.rows()]
+    except DatasetError as exc:
+        raise SuiteError(exc.where, None, exc.problem) from None
+    suite = _from_instances(folder, ds.sha256(), rows)
     return Suite(folder.name, suite.kind, suite.cases, str(folder), suite.sha256, suite.description)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from forgepilot.assist import Assistant
 from forgepilot.backends.resolve import model_identity
+from forgepilot.datagen.dataset import Dataset, DatasetError
 from forgepilot.evals import compare_results, metrics, plots
 from forgepilot.evals.cache import CachingBackend
 from forgepilot.evals.compare import BINARY, CASE_FIGURES
@@ -406,11 +407,14 @@ async def out_of_domain(ctx: GateContext, check: OutOfDomainCheck, name: str) ->
     dataset = ctx.dataset_dir(check.dataset)
     if dataset is None:
         return CheckResult(name, check.type, "WARN", ["no training dataset named: the domain is unknown"])
-    card_path = (dataset if dataset.is_dir() else dataset.parent) / "card.json"
-    if not card_path.is_file():
-        return CheckResult(name, check.type, "FAIL", [f"{card_path} does not exist (the dataset's card)"])
+    try:
+        card = Dataset.open(dataset).card
+    except DatasetError as exc:
+        return CheckResult(name, check.type, "FAIL", [exc.one_line()])
+    if card is None:
+        return CheckResult(name, check.type, "FAIL", [f"{dataset} has no card.json (the dataset's card)"])
     # The live monitor's drift report flags served inputs through the same profile.
-    domain = DomainProfile.from_card(json.loads(card_path.read_text(encoding="utf-8")))
+    domain = DomainProfile.from_card(card.data)
     run = await ctx.run(check.suite)
     flagged: list[dict[str, Any]] = []
     results = ctx.store.results(run.id)

@@ -6,7 +6,6 @@ installed versions of the packages that shape results and the machine (CPU, core
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -104,10 +103,15 @@ def hardware() -> dict[str, Any]:
 
 def dataset_lineage(folder: Path) -> dict[str, Any]:
     """A dataset's identity from its card: file hashes, source commits, template versions."""
-    card_path = folder / "card.json" if folder.is_dir() else folder.parent / "card.json"
-    if not card_path.is_file():
+    from forgepilot.datagen.dataset import Dataset, DatasetError
+
+    try:
+        found = Dataset.open(folder).card
+    except DatasetError:
+        found = None
+    if found is None:
         return {"path": str(folder), "card": None}
-    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card = found.data
     return {
         "path": str(folder),
         "instances": card.get("instances"),

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,17 +136,13 @@ async def leakage(assistant: Assistant, model: str, *, seed: str = "fp") -> tupl
 
 def training_texts(dataset: Path) -> list[dict[str, Any]]:
     """The train-split instances of a dataset folder (``instances/train.jsonl``) or of one instances file."""
-    path = dataset / "instances" / "train.jsonl" if dataset.is_dir() else dataset
-    if not path.is_file():
-        raise UserError(f"{path} does not exist", hint="name a `forgepilot dataset build` folder with a train split")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                if row.get("split", "train") == "train":
-                    rows.append(row)
-    return rows
+    from forgepilot.datagen.dataset import Dataset
+
+    ds = Dataset.open(dataset)
+    if dataset.is_dir() and "train" not in ds.splits:
+        raise UserError(f"{dataset} has no train split", hint="name a `forgepilot dataset build` folder with one")
+    rows = ds.rows("train") if dataset.is_dir() else ds.rows()
+    return [row for _, _, row in rows if row.get("split", "train") == "train"]
 
 
 def verbatim_chars(continuation: str, target: str) -> int:

@@ -1,0 +1,196 @@
+"""The parts of ``forgepilot train`` that need no model file: the method rule, mixes, batching, the loss on answer
+tokens, the conversion comparison, the dataset reader, trained-model names, and the CLI's early errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from forgepilot.backends.fim import fim_template
+from forgepilot.backends.llamacpp import LlamaCppBackend
+from forgepilot.backends.resolve import list_models, model_identity, open_backend
+from forgepilot.backends.trained import TrainedModel, find_trained
+from forgepilot.cli import main
+from forgepilot.config import ModelConfig, Settings, TrainSettings
+from forgepilot.datagen.dataset import Dataset, DatasetError
+from forgepilot.datagen.formats import instance_row
+from forgepilot.datagen.types import Instance
+from forgepilot.errors import UserError
+from forgepilot.train.check import compare
+from forgepilot.train.examples import IGNORE, Example, _segments
+from forgepilot.train.plan import Mix, choose_method
+
+
+@pytest.mark.parametrize(
+    ("samples", "mixed", "method", "words"),
+    [
+        (300, False, "lora", "300 task samples < 1000: LoRA"),
+        (20000, False, "sft", "> 10000: full SFT"),
+        (5000, False, "lora", "no general data mixed in: LoRA"),
+        (5000, True, "sft", "general data mixed in: full SFT"),
+    ],
+)
+def test_auto_method_follows_the_seed_rule(samples: int, mixed: bool, method: str, words: str) -> None:
+    choice = choose_method("auto", samples, mixed=mixed, settings=TrainSettings())
+    assert choice.method == method and words in choice.rule
+
+
+def test_an_asked_method_wins_and_an_unknown_one_is_refused() -> None:
+    assert choose_method("sft", 10, mixed=False, settings=TrainSettings()).rule == "asked for: --method sft"
+    with pytest.raises(UserError, match="unknown method"):
+        choose_method("qlora", 10, mixed=False, settings=TrainSettings())
+
+
+def test_mix_parses_and_sizes_its_share() -> None:
+    mix = Mix.parse("general:0.25")
+    assert mix == Mix("general", 0.25)
+    assert mix.count(300, 1000) == 100  # 100 of 400 is a quarter
+    assert mix.count(300, 40) == 40
+    for bad in ("general", "general:1.5", "general:x", ":0.2"):
+        with pytest.raises(UserError, match="DATASET_DIR:SHARE"):
+            Mix.parse(bad)
+
+
+def _example(i: int, n: int) -> Example:
+    return Example(str(i), "inline", list(range(n)), [IGNORE] * (n - 2) + [1, 2])
+
+
+def test_batches_group_similar_lengths_in_a_seeded_order() -> None:
+    from forgepilot.train.loop import ordered_batches, pad_batch
+
+    examples = [_example(i, n) for i, n in enumerate([5, 50, 6, 51, 7, 52, 8, 53])]
+    batches = ordered_batches(examples, 2, seed=1)
+    assert batches == ordered_batches(examples, 2, seed=1)
+    assert all(abs(len(a.input_ids) - len(b.input_ids)) <= 1 for a, b in batches)
+    padded = pad_batch([{"input_ids": e.input_ids, "labels": e.labels} for e in batches[0]], pad_id=0)
+    assert padded["input_ids"].shape == padded["labels"].shape == padded["attention_mask"].shape
+    short = int(padded["attention_mask"][0].sum())
+    assert (padded["labels"][0, short:] == IGNORE).all()
+
+
+def test_answer_loss_equals_the_full_loss() -> None:
+    """Scoring only answer positions gives the loss transformers computes over every position."""
+    import torch
+    import transformers
+
+    from forgepilot.train.loop import answer_loss, pad_batch
+
+    torch.manual_seed(0)
+    config = transformers.Qwen2Config(
+        vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=128,
+    )  # fmt: skip
+    model = transformers.Qwen2ForCausalLM(config)
+    rows = [
+        {"input_ids": list(range(1, 41)), "labels": [IGNORE] * 30 + list(range(31, 41))},
+        {"input_ids": list(range(5, 30)), "labels": [IGNORE] * 20 + list(range(25, 30))},
+    ]
+    batch = pad_batch(rows, pad_id=0)
+    ours = float(answer_loss(model, batch).detach())
+    full = float(model(**batch).loss.detach())
+    assert ours == pytest.approx(full, rel=1e-5)
+
+
+def test_compare_measures_divergence() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 50)) * 3
+    ref = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    same = compare([ref], [ref], file="same", limit=0.01)
+    assert same.passed and same.kl_mean == pytest.approx(0.0, abs=1e-12) and same.top1_agreement == 1.0
+    other = logits[:, ::-1]
+    other = other - np.log(np.exp(other).sum(-1, keepdims=True))
+    wrong = compare([ref], [other], file="wrong", limit=0.01)
+    assert not wrong.passed and wrong.kl_mean > 1.0
+    assert compare([ref], [other], file="quantised", limit=None).passed  # reported, not enforced
+
+
+def test_old_instances_are_split_at_the_formats_markers() -> None:
+    inst = Instance("inline", "python", "r", "a.py", 1, 1, "", "", "x", {})
+    inst.fim_prompt = "<|fim_prefix|>def f():\n<|fim_suffix|>\n<|fim_middle|>"
+    assert _segments(inst, fim_template("qwen2.5-coder")) == [
+        ("<|fim_prefix|>", True),
+        ("def f():\n", False),
+        ("<|fim_suffix|>", True),
+        ("\n", False),
+        ("<|fim_middle|>", True),
+    ]
+    inst.fim_segments = [["<|fim_prefix|>", True], ["a", False]]
+    assert _segments(inst, fim_template("qwen2.5-coder")) == [("<|fim_prefix|>", True), ("a", False)]
+
+
+def _write_dataset(folder: Path, rows: list[str], card: dict[str, object] | None = None) -> Path:
+    (folder / "instances").mkdir(parents=True)
+    (folder / "instances" / "train.jsonl").write_text("\n".join(rows) + "\n")
+    (folder / "card.json").write_text(json.dumps(card if card is not None else {"schema_version": 1}))
+    return folder
+
+
+def test_dataset_reader_reads_instances_and_names_bad_lines(tmp_path: Path) -> None:
+    inst = Instance("inline", "python", "r", "a.py", 1, 1, "", "p", "x", {}, split="train").finish()
+    good = json.dumps(instance_row(inst))
+    ds = Dataset.open(_write_dataset(tmp_path / "ok", [good]))
+    assert ds.splits == ["train"] and [i.id for i in ds.instances("train")] == [inst.id]
+    assert Dataset.open(tmp_path / "ok" / "instances" / "train.jsonl").card is not None  # one split file: same card
+    bad = Dataset.open(_write_dataset(tmp_path / "bad", [good, "{oops"]))
+    with pytest.raises(DatasetError, match=r"train\.jsonl:2: not JSON"):
+        list(bad.instances())
+    with pytest.raises(DatasetError, match="schema 7"):
+        Dataset.open(_write_dataset(tmp_path / "new", [good], {"schema_version": 7}))
+    with pytest.raises(DatasetError, match="has no 'test' split"):
+        list(ds.rows("test"))
+    with pytest.raises(DatasetError, match="no instances"):
+        Dataset.open(tmp_path)
+
+
+def test_trained_models_are_named_served_and_identified(tmp_path: Path) -> None:
+    s = Settings(state_dir=tmp_path / "state")
+    folder = s.models_dir / "trained" / "mine"
+    folder.mkdir(parents=True)
+    (folder / "model-q4_k_m.gguf").write_bytes(b"GGUF")
+    TrainedModel(
+        "mine", "qwen2.5-coder", folder, "model-q4_k_m.gguf", "adapter.gguf", "/models/base.gguf",
+        {"model-q4_k_m.gguf": "a" * 64, "adapter.gguf": "b" * 64}, "run1",
+    ).write()  # fmt: skip
+    assert find_trained(s.models_dir, "mine") is not None
+    assert find_trained(s.models_dir, "mine-lora") is not None and find_trained(s.models_dir, "other") is None
+    merged = open_backend("llamacpp:mine", s)
+    assert isinstance(merged, LlamaCppBackend) and merged.path == folder / "model-q4_k_m.gguf" and merged.lora is None
+    adapter = open_backend("llamacpp:mine-lora", s)
+    assert isinstance(adapter, LlamaCppBackend) and adapter.path == Path("/models/base.gguf")
+    assert adapter.lora == folder / "adapter.gguf"
+    assert model_identity("llamacpp:mine", s)["sha256"] == "a" * 64
+    assert model_identity("llamacpp:mine-lora", s)["sha256"] == "b" * 64
+    assert {"llamacpp:mine", "llamacpp:mine-lora"} <= {m.name for m in list_models(s)}
+
+
+def test_train_cli_fails_early_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "forgepilot.toml"
+    cfg.write_text('default_model = "fake:coder"\n[models."fake:coder"]\nfamily = "qwen2.5-coder"\n')
+    code = main(["train", str(tmp_path / "missing"), "--out", "m"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no such dataset folder" in err
+    code = main(["train", str(tmp_path / "missing"), "--out", "../m"])
+    assert code == 2 and "not allowed" in capsys.readouterr().err
+    code = main(["train", str(tmp_path), "--mix", "other", "--out", "m"])
+    assert code == 2 and "DATASET_DIR:SHARE" in capsys.readouterr().err
+
+
+def test_settings_for_training_are_validated() -> None:
+    with pytest.raises(ValueError):
+        Settings(train=TrainSettings(lora_rank=0))
+    assert ModelConfig(family="qwen2.5-coder")  # unrelated configs are untouched
+
+
+def test_training_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from forgepilot.errors import MissingExtra
+    from forgepilot.train.base import import_training
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # what an install without [train] looks like
+    with pytest.raises(MissingExtra) as info:
+        import_training()
+    assert info.value.one_line().endswith("(pip install 'forgepilot[train]')") and info.value.exit_code == 3
