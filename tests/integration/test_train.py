@@ -254,6 +254,18 @@ def test_out_of_disk_at_export_registers_nothing_and_resumes(
     finally:
         registry.close()
     monkeypatch.undo()
+    # The disk fills up while a GGUF is being written: the half file and the staging folder go, nothing else.
+    real_replace = os.replace
+
+    def disk_full_once(src: Any, dst: Any) -> None:
+        monkeypatch.setattr(os, "replace", real_replace)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full_once)
+    with pytest.raises(ExportError, match="No space left on device"):
+        run_training(request, s, progress=False)
+    assert not list((s.models_dir / "trained").glob("*full-disk*"))
+    monkeypatch.undo()
     report = run_training(request, s, progress=False)
     assert report.outcome.resumed_from == 1 and report.model is not None
 

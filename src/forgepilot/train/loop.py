@@ -160,21 +160,29 @@ def train(
         return padded
 
     interrupt = _Interrupt()
-    trainer = _make_trainer(interrupt, outcome, rows, model=model, args=args, data_collator=collate)
+    trainer = _make_trainer(interrupt, rows, model=model, args=args, data_collator=collate)
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None  # type: ignore[no-untyped-call]
     if last is not None:
         outcome.resumed_from = int(Path(last).name.rpartition("-")[2])
     started = time.perf_counter()
-    with interrupt:
-        try:
-            trainer.train(resume_from_checkpoint=last)
-        except KeyboardInterrupt:
-            raise TrainingInterrupted(
-                "training stopped at once (second Ctrl-C)", hint="run the same command again to resume"
-            ) from None
+    if last is not None and outcome.resumed_from is not None and outcome.resumed_from >= max_steps:
+        # Every step is done (the export failed after it): the weights come from the checkpoint as they are.
+        trainer._load_from_checkpoint(last)
+        state = transformers.TrainerState.load_from_json(str(Path(last) / "trainer_state.json"))
+    else:
+        with interrupt:
+            try:
+                trainer.train(resume_from_checkpoint=last)
+            except KeyboardInterrupt:
+                raise TrainingInterrupted(
+                    "training stopped at once (second Ctrl-C)", hint="run the same command again to resume"
+                ) from None
+        state = trainer.state
     outcome.seconds = time.perf_counter() - started
     outcome.tokens = counted.tokens
-    outcome.steps = int(trainer.state.global_step)
+    outcome.steps = int(state.global_step)
+    # The whole run's curve: a resumed trainer's state carries the steps before the checkpoint too.
+    outcome.loss_curve = [(int(h["step"]), float(h["loss"])) for h in state.log_history if "loss" in h]
     if interrupt.requested and outcome.steps < max_steps:
         raise TrainingInterrupted(
             f"training stopped at step {outcome.steps} of {max_steps}; a checkpoint is saved in {checkpoints}",
@@ -225,7 +233,7 @@ def answer_loss(model: Any, batch: dict[str, Any], num_items: Any = None) -> Any
     return loss / count
 
 
-def _make_trainer(interrupt: _Interrupt, outcome: TrainOutcome, rows: list[dict[str, Any]], **kwargs: Any) -> Any:
+def _make_trainer(interrupt: _Interrupt, rows: list[dict[str, Any]], **kwargs: Any) -> Any:
     """A ``Trainer`` that reads rows in the order given and stops cleanly on Ctrl-C (classes made here: transformers
     is imported only when training runs)."""
     _, transformers, _ = import_training()
@@ -235,10 +243,6 @@ def _make_trainer(interrupt: _Interrupt, outcome: TrainOutcome, rows: list[dict[
     trainer_base: Any = transformers.Trainer
 
     class Watch(callback_base):  # type: ignore[misc]
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            if logs and "loss" in logs:
-                outcome.loss_curve.append((int(state.global_step), float(logs["loss"])))
-
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if interrupt.requested:
                 control.should_save = True
