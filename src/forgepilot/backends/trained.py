@@ -32,8 +32,11 @@ class TrainedModel:
         out["folder"] = str(self.folder)
         return out
 
-    def write(self) -> None:
-        (self.folder / MANIFEST).write_text(json.dumps(self.record(), indent=2) + "\n", encoding="utf-8")
+    def write(self, into: Path | None = None) -> None:
+        """The manifest, in ``into`` (a staging folder about to become ``folder``) or in ``folder``; the folder
+        itself is where the manifest is found, so it is not stored."""
+        data = {k: v for k, v in self.record().items() if k != "folder"}
+        (into or self.folder).joinpath(MANIFEST).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def trained_dir(models_dir: Path) -> Path:

@@ -115,11 +115,13 @@ def _train_instances(ds: Dataset) -> list[Instance]:
     return found
 
 
-def _mixed(encoder: Encoder, task: Encoded, mixes: Sequence[Mix]) -> tuple[list[Example], dict[str, Any]]:
+def _mixed(
+    encoder: Encoder, task: Encoded, mixes: Sequence[Mix], mix_sets: Sequence[Dataset]
+) -> tuple[list[Example], dict[str, Any]]:
     examples = list(task.examples)
     report: dict[str, Any] = {}
-    for mix in mixes:
-        other = encoder.encode_all(_train_instances(Dataset.open(Path(mix.path))))
+    for mix, mix_set in zip(mixes, mix_sets, strict=True):
+        other = encoder.encode_all(_train_instances(mix_set))
         # A stable choice: the same mix gives the same run.
         chosen = sorted(other.examples, key=lambda e: e.id)[: mix.count(len(task.examples), len(other.examples))]
         examples += chosen
@@ -149,6 +151,8 @@ class _Inputs:
     final: Path
     ds: Dataset
     instances: list[Instance]
+    #: Hashes of the dataset's and each mix's instances files (read once: the run id and the record share them).
+    dataset_sha256s: list[str]
     mix_sets: list[Dataset]
     base: BaseModel
     family: str
@@ -171,7 +175,8 @@ def _check_inputs(request: TrainRequest, settings: Settings) -> _Inputs:
             f"{base.path} has no GGUF to take the tokenizer from for export",
             hint="put the model's GGUF in the folder or pass --tokenizer-gguf FILE",
         )
-    return _Inputs(final, ds, instances, mix_sets, base, _family(ds, base, request.family))
+    sha256s = [ds.sha256(), *(m.sha256() for m in mix_sets)]
+    return _Inputs(final, ds, instances, sha256s, mix_sets, base, _family(ds, base, request.family))
 
 
 def run_training(
@@ -190,10 +195,10 @@ def run_training(
     task = encoder.encode_all(got.instances)
     if not task.examples:
         raise DatasetError(str(got.ds.folder), f"no instance can be trained on (left out: {dict(task.skipped)})")
-    examples, mix_report = _mixed(encoder, task, request.mixes)
+    examples, mix_report = _mixed(encoder, task, request.mixes, got.mix_sets)
     choice = choose_method(request.method, len(task.examples), mixed=bool(request.mixes), settings=s)
     hp = Hyperparameters.from_settings(choice.method, s)
-    rid = run_id(got.base.sha256, [got.ds.sha256(), *(m.sha256() for m in got.mix_sets)], hp, list(request.mixes))
+    rid = run_id(got.base.sha256, got.dataset_sha256s, hp, list(request.mixes))
     run_dir = settings.state_dir / "train" / rid
     run_dir.mkdir(parents=True, exist_ok=True)
     echo(f"run {rid}: {choice.rule}; {len(examples)} examples ({dict(task.by_kind)}), left out {dict(task.skipped)}")
@@ -246,7 +251,7 @@ def _publish(
                 f"{worst.limit} (top-1 agreement {worst.top1_agreement:.2f})",
                 hint=f"nothing was registered; report this with the run folder {report.run_dir}",
             )
-        return _finish(staging, final, files, got.base, got.family, report.run_id, report, got.ds, settings)
+        return _finish(staging, files, got, report, settings)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -312,20 +317,13 @@ def _check(
 
 
 def _finish(
-    staging: Path,
-    final: Path,
-    files: dict[str, str],
-    base: BaseModel,
-    family: str,
-    rid: str,
-    report: TrainReport,
-    ds: Dataset,
-    settings: Settings,
+    staging: Path, files: dict[str, str], got: _Inputs, report: TrainReport, settings: Settings
 ) -> TrainedModel:
     """The run record and manifest written, the folder moved into place, then the registry entries."""
     from forgepilot.backends.embedded import sha256_file
     from forgepilot.gates.lineage import code_commit
 
+    base, ds, rid = got.base, got.ds, report.run_id
     sha = {file: sha256_file(staging / file) for file in files.values()}
     serve = next((files[q] for q in settings.train.quants if q in files), files["f16"])
     record = {
@@ -334,7 +332,7 @@ def _finish(
         "base": {"ref": base.ref, "path": str(base.path), "sha256": base.sha256, "kind": base.kind},
         "dataset": {
             "path": str(ds.folder),
-            "sha256": ds.sha256(),
+            "sha256": got.dataset_sha256s[0],
             "card_sha256": ds.card.dataset_sha256 if ds.card else "",
             "card": ds.card.data if ds.card else None,
         },
@@ -356,16 +354,16 @@ def _finish(
     adapter = files.get("adapter")
     model = TrainedModel(
         name=report.name,
-        family=family,
-        folder=final,
+        family=got.family,
+        folder=got.final,
         serve_file=serve,
         adapter_file=adapter,
         base_gguf=str(base.path) if adapter else None,
         sha256=sha,
         run=rid,
     )
-    TrainedModel(**{**asdict(model), "folder": staging}).write()
-    os.replace(staging, final)
+    model.write(staging)
+    os.replace(staging, got.final)
     report.served_as = [f"llamacpp:{report.name}"] + ([f"llamacpp:{report.name}-lora"] if adapter else [])
     _register(model, record, report.served_as, settings)
     return model
