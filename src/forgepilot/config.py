@@ -37,6 +37,9 @@ class ModelConfig(BaseModel):
     )
     model: str | None = Field(default=None, description="The id the server knows the model by.")
     base_url: str | None = None
+    #: Several servers of this one model (vLLM / TGI / llama.cpp replicas): each request goes to the healthy one with
+    #: the fewest requests in flight, and moves on when a server is gone.
+    base_urls: list[str] = Field(default_factory=list)
     api_key_env: str | None = Field(default=None, description="Environment variable that holds the API key.")
     path: Path | None = Field(default=None, description="A GGUF file, for llamacpp models that are not embedded.")
     context_length: int | None = None
@@ -66,6 +69,8 @@ class HttpSettings(BaseModel):
     backoff_max_s: float = 8.0
     #: A server's Retry-After longer than this is not waited for; the error is raised instead.
     max_retry_after_s: float = 30.0
+    #: How often a model with several servers (``base_urls``) asks each one whether it is up.
+    health_interval_s: float = Field(default=5.0, gt=0)
 
 
 class IndexSettings(BaseModel):
@@ -339,6 +344,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FORGEPILOT_", env_nested_delimiter="__", extra="forbid")
 
     state_dir: Path = Field(default_factory=default_state_dir)
+    #: ``postgresql://USER:PASSWORD@HOST:PORT/DB``: the stores (events, keys and limits, registry, evaluation runs,
+    #: audit) live there, shared by several gateways and hosts; unset, each is a SQLite file in the state dir.
+    database_url: str | None = Field(default=None, pattern=r"^postgres(ql)?://")
     default_model: str = DEFAULT_MODEL
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     llama: LlamaSettings = Field(default_factory=LlamaSettings)

@@ -21,6 +21,7 @@ OpenAI error envelope.
     │   ├── BackendStreamInterrupted              the stream ended before the server said it was done
     │   └── NotSupported                          the backend cannot do this operation
     ├── GateFailed                       exit 7   a release gate decided FAIL, or a promotion was refused
+    ├── DatabaseUnavailable              exit 8   the shared database (PostgreSQL) cannot be reached right now
     └── Cancelled                        exit 130 a request was cancelled by its caller
 """
 
@@ -108,6 +109,14 @@ class MissingExtra(ConfigError):
         )
         self.module = module
         self.extra = extra
+
+
+class DatabaseUnavailable(ForgePilotError):
+    """The shared database cannot be reached (down, restarting, pool exhausted): nothing was written, and the
+    same call may succeed later."""
+
+    exit_code = 8
+    kind = "database_unavailable"
 
 
 class ModelError(ForgePilotError):

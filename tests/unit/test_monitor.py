@@ -6,6 +6,7 @@ import asyncio
 import random
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,8 +52,8 @@ def served(cid: str, **kw: object) -> ServedCompletion:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> MonitorStore:
-    s = MonitorStore(tmp_path / "monitor.db", max_clock_skew_s=60)
+def store(where: Callable[[str], Path | str]) -> MonitorStore:
+    s = MonitorStore(where("monitor.db"), max_clock_skew_s=60)
     yield s  # type: ignore[misc]
     s.close()
 
@@ -192,8 +193,10 @@ def test_hourly_counts_and_edge_hours_add_up_to_the_events(store: MonitorStore) 
             )
 
 
-def test_query_plans_use_the_indexes(store: MonitorStore) -> None:
+def test_query_plans_use_the_indexes(tmp_path: Path) -> None:
+    store = MonitorStore(tmp_path / "monitor.db")
     plans = store.query_plans()
+    store.close()
     assert any("event_hours" in line for line in plans["acceptance"])
     assert any("COVERING INDEX events_window" in line for line in plans["acceptance_edges"])
     assert any("events_retention" in line for line in plans["retention"])
@@ -350,26 +353,36 @@ def test_errors_burn_the_budget_like_slow_answers() -> None:
 
 
 # -- the audit log -----------------------------------------------------------------------------------------
-def test_audit_chain_verifies_and_refuses_updates(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.db")
+def test_audit_chain_verifies_and_refuses_updates(where: Callable[[str], Path | str]) -> None:
+    log = AuditLog(where("audit.db"))
     log.append("key_created", actor="alice", target="key:ci")
     log.append("promoted", actor="bob", target="champion", reason="decision PASS", details={"model": "m"})
     log.append("degraded", actor="slo-burn-rate", reason="burn 20x")
     verdict = log.verify()
     assert verdict.ok and verdict.entries == 3
     assert [e.action for e in log.entries()] == ["degraded", "promoted", "key_created"]
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(log.errors, match="append-only"):
         with log.transaction() as conn:
             conn.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 2")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(log.errors, match="append-only"):
         with log.transaction() as conn:
             conn.execute("DELETE FROM audit WHERE seq = 1")
     assert log.verify().ok
     log.close()
 
 
-def _tamper(path: Path, *statements: str) -> None:
-    conn = sqlite3.connect(path)
+def _tamper(where: Path | str, *statements: str) -> None:
+    """Edit the log behind its back, as someone with the database's own access could."""
+    if isinstance(where, str):
+        import psycopg
+
+        with psycopg.connect(where, autocommit=True) as pg:
+            pg.execute("SET search_path TO fp_audit")
+            pg.execute("ALTER TABLE audit DISABLE TRIGGER USER")
+            for sql in statements:
+                pg.execute(sql)  # type: ignore[arg-type]
+        return
+    conn = sqlite3.connect(where)
     conn.execute("DROP TRIGGER audit_no_update")
     conn.execute("DROP TRIGGER audit_no_delete")
     for sql in statements:
@@ -386,8 +399,10 @@ def _tamper(path: Path, *statements: str) -> None:
         (["DELETE FROM audit WHERE seq = 4"], 4, "cut off the end"),
     ],
 )
-def test_tampering_is_found_and_located(tmp_path: Path, statements: list[str], seq: int, problem: str) -> None:
-    path = tmp_path / "audit.db"
+def test_tampering_is_found_and_located(
+    where: Callable[[str], Path | str], statements: list[str], seq: int, problem: str
+) -> None:
+    path = where("audit.db")
     log = AuditLog(path)
     for i in range(4):
         log.append("promoted", actor="bob", target="champion", reason=f"decision PASS {i}")
@@ -399,8 +414,8 @@ def test_tampering_is_found_and_located(tmp_path: Path, statements: list[str], s
     assert not verdict.ok and verdict.seq == seq and problem in (verdict.problem or "")
 
 
-def test_settings_changes_are_audited_only_when_they_change(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.db")
+def test_settings_changes_are_audited_only_when_they_change(where: Callable[[str], Path | str]) -> None:
+    log = AuditLog(where("audit.db"))
     first = record_settings(log, {"gateway": {"port": 8765}, "monitor": {"slo_target": 0.99}}, actor="ops")
     assert first is not None and first.reason == "first start"
     assert record_settings(log, {"gateway": {"port": 8765}, "monitor": {"slo_target": 0.99}}, actor="ops") is None

@@ -21,12 +21,16 @@ from forgepilot.backends.fake import FakeBackend
 from forgepilot.backends.fim import FimTemplate, RepoFile, defang, fim_template, known_families
 from forgepilot.backends.llamacpp import LlamaCppBackend
 from forgepilot.backends.openai_http import OpenAICompatibleBackend
+from forgepilot.backends.pool import Endpoint, EndpointPool, EndpointStatus
 from forgepilot.backends.pricing import Price, PriceTable, builtin_price_table
 from forgepilot.backends.providers import PROVIDERS, ProviderProfile, provider_profile
 from forgepilot.backends.resolve import ModelEntry, list_models, open_backend
 from forgepilot.backends.trained import TrainedModel, find_trained, list_trained
 
 __all__ = [
+    "Endpoint",
+    "EndpointPool",
+    "EndpointStatus",
     "TrainedModel",
     "find_trained",
     "list_trained",

@@ -19,10 +19,11 @@ from forgepilot.backends.fake import FakeBackend
 from forgepilot.backends.fim import fim_template
 from forgepilot.backends.llamacpp import LlamaCppBackend
 from forgepilot.backends.openai_http import OpenAICompatibleBackend
+from forgepilot.backends.pool import EndpointPool
 from forgepilot.backends.pricing import PriceTable, builtin_price_table
 from forgepilot.backends.providers import provider_profile
 from forgepilot.backends.trained import LORA_SUFFIX, TrainedModel, find_trained, list_trained
-from forgepilot.config import ModelConfig, Settings
+from forgepilot.config import HttpSettings, ModelConfig, Settings
 from forgepilot.errors import ConfigError, UnknownModel
 
 
@@ -119,17 +120,28 @@ def _configured_backend(
         else:
             raise ConfigError(f"model {name} needs a path to its GGUF file", hint=f'set path under [models."{name}"]')
         return LlamaCppBackend(name, path=path, template=template, settings=settings.llama, prices=prices)
-    return OpenAICompatibleBackend(
-        name,
-        profile=provider_profile(provider),
-        template=template,
-        model=cfg.model,
-        base_url=cfg.base_url,
-        api_key_env=cfg.api_key_env,
-        settings=settings.http,
-        client=client,
-        prices=prices,
-        max_context=cfg.context_length or 8192,
+    urls: list[str | None] = [*cfg.base_urls] or [cfg.base_url]
+
+    def server(url: str | None, http: HttpSettings) -> OpenAICompatibleBackend:
+        return OpenAICompatibleBackend(
+            name,
+            profile=provider_profile(provider),
+            template=template,
+            model=cfg.model,
+            base_url=url,
+            api_key_env=cfg.api_key_env,
+            settings=http,
+            client=client,
+            prices=prices,
+            max_context=cfg.context_length or 8192,
+        )
+
+    if len(urls) == 1:
+        return server(urls[0], settings.http)
+    # Replicas: a dead server is left at once for the next one, not retried with backoff.
+    single_try = settings.http.model_copy(update={"max_retries": 0})
+    return EndpointPool(
+        name, [server(url, single_try) for url in urls], health_interval_s=settings.http.health_interval_s
     )
 
 

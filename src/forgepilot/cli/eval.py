@@ -26,7 +26,8 @@ def _csv(value: str | None) -> list[str]:
 def _store() -> EvalStore:
     from forgepilot.evals.store import open_store
 
-    return open_store(settings().state_dir)
+    s = settings()
+    return open_store(s.state_dir, s.database_url)
 
 
 def _headline(row: RunRow) -> str:

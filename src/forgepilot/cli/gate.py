@@ -46,8 +46,8 @@ def run_(
                 run_gate(
                     loaded,
                     s,
-                    open_store(s.state_dir),
-                    open_registry(s.state_dir),
+                    open_store(s.state_dir, s.database_url),
+                    open_registry(s.state_dir, s.database_url),
                     out_dir=out_dir,
                     sandbox=sandbox,
                     concurrency=concurrency,
@@ -82,7 +82,8 @@ def show(
     """A stored decision: status, reasons, checks and where its dossier is."""
     from forgepilot.registry import open_registry
 
-    entity = open_registry(settings().state_dir).get("decision", decision_id)
+    s = settings()
+    entity = open_registry(s.state_dir, s.database_url).get("decision", decision_id)
     if json_:
         print_json({"id": entity.id, **entity.data})
         return
@@ -104,7 +105,8 @@ def pin(
     from forgepilot.gates import load_spec, pin_spec
     from forgepilot.registry import open_registry
 
-    result = pin_spec(open_registry(settings().state_dir), alias, load_spec(spec))
+    s = settings()
+    result = pin_spec(open_registry(s.state_dir, s.database_url), alias, load_spec(spec))
     if json_:
         print_json(result)
         return
@@ -127,9 +129,10 @@ def promote(
     from forgepilot.monitor import AuditLog, audit_db, current_actor
     from forgepilot.registry import open_registry
 
-    state = settings().state_dir
-    result = promote_alias(open_registry(state), alias, candidate, accept_warnings=accept_warnings)
-    log = AuditLog(audit_db(state))
+    s = settings()
+    registry = open_registry(s.state_dir, s.database_url)
+    result = promote_alias(registry, alias, candidate, accept_warnings=accept_warnings)
+    log = AuditLog(audit_db(s.state_dir, s.database_url))
     try:
         log.append(
             "promoted",

@@ -18,16 +18,18 @@ app = typer.Typer(help="API keys for the gateway (required when it is bound beyo
 
 
 def gateway_store() -> GatewayStore:
-    from forgepilot.gateway.store import GatewayStore  # the gateway stack loads only for commands that use it
+    from forgepilot.gateway.store import open_gateway_store  # the gateway stack loads only for commands that use it
 
-    return GatewayStore(settings().state_dir / "gateway.db")
+    s = settings()
+    return open_gateway_store(s.state_dir, s.database_url)
 
 
 def audit(action: AuditAction, name: str, details: dict[str, Any] | None = None) -> None:
     """Record a key change in the audit log (who ran the command, which key)."""
     from forgepilot.monitor import AuditLog, audit_db, current_actor
 
-    log = AuditLog(audit_db(settings().state_dir))
+    s = settings()
+    log = AuditLog(audit_db(s.state_dir, s.database_url))
     try:
         log.append(action, actor=current_actor(), target=f"key:{name}", details=details)
     finally:

@@ -153,8 +153,8 @@ def monitor(
         if not card.is_file():
             raise UserError(f"{card} does not exist", hint="point --dataset at a `forgepilot dataset build` folder")
         domain = DomainProfile.from_card(json.loads(card.read_text(encoding="utf-8")))
-    path = monitor_db(s.state_dir)
-    if not path.is_file():
+    path = monitor_db(s.state_dir, s.database_url)
+    if isinstance(path, Path) and not path.is_file():
         raise UserError(f"nothing recorded yet ({path} does not exist)", hint="serve with `forgepilot serve` first")
     store = MonitorStore(path)
     try:
@@ -226,9 +226,11 @@ def audit(
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The audit log: key changes, promotions, rollbacks, degraded mode, settings changes, failed authentications."""
+    from forgepilot.db import redact
     from forgepilot.monitor import AuditLog, audit_db
 
-    path = audit_db(settings().state_dir)
+    s = settings()
+    path = audit_db(s.state_dir, s.database_url)
     log = AuditLog(path)
     try:
         verdict = log.verify() if verify else None
@@ -245,7 +247,7 @@ def audit(
     if verdict is not None:
         if not verdict.ok:
             raise AuditTampered(
-                f"audit log {path} failed verification: {verdict.problem}",
+                f"audit log {redact(str(path))} failed verification: {verdict.problem}",
                 hint="restore it from a backup; entries from that one on cannot be trusted",
             )
         err.print(f"[green]verified[/]: {verdict.entries} entries, hash chain intact")

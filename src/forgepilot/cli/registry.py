@@ -23,7 +23,8 @@ app = typer.Typer(
 def _registry() -> Registry:
     from forgepilot.registry import open_registry
 
-    return open_registry(settings().state_dir)
+    s = settings()
+    return open_registry(s.state_dir, s.database_url)
 
 
 def _check_type(type_: str | None) -> None:

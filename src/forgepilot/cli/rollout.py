@@ -29,10 +29,10 @@ def _controller() -> Iterator[RolloutController]:
     from forgepilot.monitor import AuditLog, MonitorStore, audit_db, monitor_db
     from forgepilot.registry import open_registry
 
-    state = settings().state_dir
-    registry = open_registry(state)
-    store = MonitorStore(monitor_db(state))
-    audit = AuditLog(audit_db(state))
+    s = settings()
+    registry = open_registry(s.state_dir, s.database_url)
+    store = MonitorStore(monitor_db(s.state_dir, s.database_url))
+    audit = AuditLog(audit_db(s.state_dir, s.database_url))
     try:
         yield RolloutController(registry, store, audit)
     finally:

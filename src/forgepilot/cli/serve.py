@@ -50,7 +50,7 @@ def serve(
 
     from forgepilot.assist import Assistant
     from forgepilot.deploy import DeploymentRouter, RolloutController
-    from forgepilot.gateway import GatewayStore, create_app, is_loopback
+    from forgepilot.gateway import create_app, is_loopback, open_gateway_store
     from forgepilot.gateway.net import listen_socket
     from forgepilot.monitor import Monitoring, current_actor, record_settings
     from forgepilot.registry import open_registry
@@ -77,19 +77,22 @@ def serve(
         )
         index_paths(assistant.workspace, s, paths, embeddings=want_vectors, quiet=False)
     required = gw.auth == "on" or (gw.auth == "auto" and not is_loopback(gw.host))
-    store = GatewayStore(s.state_dir / "gateway.db")
+    store = open_gateway_store(s.state_dir, s.database_url)
     if required and not store.has_keys():
         err.print("[yellow]API keys are required on this address and none exist:[/] forgepilot keys create NAME")
     if warm:
         err.print(f"loading {escape(s.default_model)} ...")
         # Opens the model file (llama.cpp) now, so that a missing model fails here and the first request is fast.
         assistant.models.get(s.default_model).token_counter()("warm up")
-    monitoring = Monitoring.open(s.state_dir, s.monitor, fast_model=assistant.models.tier_model("fast"))
-    moved = monitoring.store.import_legacy_events(store.path)
-    if moved:
-        err.print(f"moved {moved} events from {store.path.name} to {monitoring.store.path.name}")
+    monitoring = Monitoring.open(
+        s.state_dir, s.monitor, fast_model=assistant.models.tier_model("fast"), database_url=s.database_url
+    )
+    if store.path is not None and monitoring.store.path is not None:
+        moved = monitoring.store.import_legacy_events(store.path)
+        if moved:
+            err.print(f"moved {moved} events from {store.path.name} to {monitoring.store.path.name}")
     record_settings(monitoring.audit, s.model_dump(mode="json"), actor=current_actor())
-    registry = open_registry(s.state_dir)
+    registry = open_registry(s.state_dir, s.database_url)
     controller = RolloutController(registry, monitoring.store, monitoring.audit)
     known = frozenset(assistant.models.names())
     router = DeploymentRouter(

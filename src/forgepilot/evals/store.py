@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forgepilot.db import Migration, SqliteStore
+from forgepilot.db import DatabaseStore, Migration, store_location
 from forgepilot.errors import UserError
 
 MIGRATIONS: list[Migration] = [
@@ -60,6 +59,52 @@ MIGRATIONS: list[Migration] = [
             cost_usd REAL,
             created_at REAL NOT NULL
         )
+        """,
+    )
+]
+
+
+#: The same tables on PostgreSQL.
+PG_MIGRATIONS: list[Migration] = [
+    (
+        1,
+        "evaluation runs, results and generation cache",
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            identity TEXT NOT NULL,
+            suite TEXT NOT NULL,
+            suite_kind TEXT NOT NULL,
+            suite_sha256 TEXT NOT NULL,
+            model TEXT NOT NULL,
+            label TEXT,
+            status TEXT NOT NULL,
+            config TEXT NOT NULL,
+            summary TEXT,
+            cases_total INTEGER NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            finished_at DOUBLE PRECISION
+        );
+        CREATE INDEX runs_identity ON runs(identity, created_at);
+        CREATE TABLE results (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            case_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            score DOUBLE PRECISION,
+            data TEXT NOT NULL,
+            PRIMARY KEY (run_id, case_id)
+        );
+        CREATE TABLE generations (
+            key TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            text TEXT NOT NULL,
+            finish_reason TEXT NOT NULL,
+            usage TEXT NOT NULL,
+            timings TEXT NOT NULL,
+            cost_usd DOUBLE PRECISION,
+            created_at DOUBLE PRECISION NOT NULL
+        );
         """,
     )
 ]
@@ -110,8 +155,10 @@ class CachedGeneration:
     cost_usd: float | None
 
 
-class EvalStore(SqliteStore):
+class EvalStore(DatabaseStore):
     MIGRATIONS = MIGRATIONS
+    PG_MIGRATIONS = PG_MIGRATIONS
+    SCHEMA = "fp_evals"
 
     # -- runs ---------------------------------------------------------------------------------------------
     def create_run(
@@ -143,7 +190,7 @@ class EvalStore(SqliteStore):
             )
         return run_id
 
-    def _row(self, r: sqlite3.Row) -> RunRow:
+    def _row(self, r: Any) -> RunRow:
         done = self.conn.execute("SELECT count(*) FROM results WHERE run_id = ?", (r["id"],)).fetchone()[0]
         return RunRow(
             r["id"],
@@ -174,7 +221,7 @@ class EvalStore(SqliteStore):
 
     def runs(self, limit: int = 50, suite: str | None = None) -> list[RunRow]:
         rows = self.conn.execute(
-            "SELECT * FROM runs WHERE (? IS NULL OR suite = ?) ORDER BY created_at DESC LIMIT ?",
+            "SELECT * FROM runs WHERE (CAST(? AS TEXT) IS NULL OR suite = ?) ORDER BY created_at DESC LIMIT ?",
             (suite, suite, limit),
         ).fetchall()
         return [self._row(r) for r in rows]
@@ -198,8 +245,9 @@ class EvalStore(SqliteStore):
     def add_result(self, run_id: str, case_id: str, position: int, status: str, score: float | None, data: Any) -> None:
         with self.transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO results(run_id, case_id, position, status, score, data) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO results(run_id, case_id, position, status, score, data) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, case_id) DO UPDATE SET position = excluded.position, "
+                "status = excluded.status, score = excluded.score, data = excluded.data",
                 (run_id, case_id, position, status, score, json.dumps(data, ensure_ascii=False)),
             )
 
@@ -225,8 +273,10 @@ class EvalStore(SqliteStore):
     def put_generation(self, key: str, model: str, gen: CachedGeneration) -> None:
         with self.transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO generations(key, model, text, finish_reason, usage, timings, cost_usd, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO generations(key, model, text, finish_reason, usage, timings, cost_usd, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET model = excluded.model, "
+                "text = excluded.text, finish_reason = excluded.finish_reason, usage = excluded.usage, "
+                "timings = excluded.timings, cost_usd = excluded.cost_usd, created_at = excluded.created_at",
                 (
                     key,
                     model,
@@ -240,5 +290,6 @@ class EvalStore(SqliteStore):
             )
 
 
-def open_store(state_dir: Path) -> EvalStore:
-    return EvalStore(state_dir / "evals.db")
+def open_store(state_dir: Path, database_url: str | None = None) -> EvalStore:
+    """The evaluation store: ``STATE/evals.db``, or the shared database at ``database_url``."""
+    return EvalStore(store_location(state_dir, "evals.db", database_url))

@@ -25,7 +25,7 @@ from forgepilot.deploy import DeploymentRouter, RolloutController
 from forgepilot.errors import ForgePilotError
 from forgepilot.gateway import routes_assist, routes_openai, routes_ops
 from forgepilot.gateway.errors import HTTPError, envelope, from_forgepilot, validation_error
-from forgepilot.gateway.guard import Guard, RateLimiter
+from forgepilot.gateway.guard import Guard, RateLimiter, SharedRateLimiter
 from forgepilot.gateway.metrics import GatewayMetrics
 from forgepilot.gateway.state import ClientGone, GatewayState
 from forgepilot.gateway.store import GatewayStore
@@ -137,7 +137,11 @@ def create_app(
         guard=Guard(
             store,
             required=auth_required,
-            limiter=RateLimiter(gw.rate_limit_per_minute),
+            limiter=(
+                SharedRateLimiter(store, gw.rate_limit_per_minute)
+                if store.shared
+                else RateLimiter(gw.rate_limit_per_minute)
+            ),
             on_failure=monitoring.auth_failed,
         ),
         router=router or DeploymentRouter(None, default_model=settings.default_model),

@@ -15,6 +15,7 @@ from forgepilot.errors import (
     BackendError,
     BackendHTTPError,
     Cancelled,
+    DatabaseUnavailable,
     ForgePilotError,
     MaxTokensTooLarge,
     ModelIntegrityError,
@@ -82,6 +83,8 @@ def from_forgepilot(exc: ForgePilotError, retry_after_s: int) -> HTTPError:
         )
     if isinstance(exc, BackendHTTPError) and exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
         return HTTPError(502, message, type="server_error", code="backend_rejected")
+    if isinstance(exc, DatabaseUnavailable):
+        return HTTPError(503, message, type="server_error", code=exc.kind, headers={"Retry-After": str(retry_after_s)})
     if isinstance(exc, BackendError):
         return HTTPError(503, message, type="server_error", code=exc.kind, headers={"Retry-After": str(retry_after_s)})
     if isinstance(exc, UserError):

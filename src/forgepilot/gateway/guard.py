@@ -1,4 +1,6 @@
-"""Who may call the gateway and how often: API keys (hashed in SQLite) and a token bucket per key or client.
+"""Who may call the gateway and how often: API keys (hashed in the gateway's store) and a token bucket per key or
+client: in memory for one gateway, in the shared database when several gateways serve one team (PostgreSQL), so
+that a limit holds across all of them.
 
 Keys are required when the gateway is bound beyond loopback (``[gateway] auth = "auto"``), or always with ``on``.
 """
@@ -78,13 +80,42 @@ class RateLimiter:
                 bucket.tokens -= 1.0
                 return
             wait = (1.0 - bucket.tokens) / rate
-        raise HTTPError(
-            429,
-            f"rate limit of {limit} requests per minute reached",
-            type="rate_limit_error",
-            code="rate_limit_exceeded",
-            headers={"Retry-After": str(max(1, round(wait + 0.5)))},
-        )
+        raise rate_limited(limit, wait)
+
+
+def rate_limited(limit: int, wait_s: float) -> HTTPError:
+    return HTTPError(
+        429,
+        f"rate limit of {limit} requests per minute reached",
+        type="rate_limit_error",
+        code="rate_limit_exceeded",
+        headers={"Retry-After": str(max(1, round(wait_s + 0.5)))},
+    )
+
+
+class SharedRateLimiter:
+    """The same token buckets kept in the gateway store's database, one row per caller: every gateway on that
+    database spends from the same bucket. Buckets idle for two minutes are swept now and then."""
+
+    SWEEP_EVERY_S = 60.0
+
+    def __init__(self, store: GatewayStore, per_minute: int, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.per_minute = per_minute
+        self._clock = clock
+        self._swept = clock()
+
+    def check(self, caller: str, per_minute: int | None = None) -> None:
+        limit = per_minute if per_minute is not None else self.per_minute
+        if limit <= 0:
+            return
+        now = self._clock()
+        if now - self._swept > self.SWEEP_EVERY_S:
+            self._swept = now
+            self.store.drop_idle_buckets(now - 2 * RateLimiter.REFILL_S)
+        wait = self.store.take_token(caller, limit, now)
+        if wait is not None:
+            raise rate_limited(limit, wait)
 
 
 class Guard:
@@ -93,7 +124,7 @@ class Guard:
         store: GatewayStore,
         *,
         required: bool,
-        limiter: RateLimiter,
+        limiter: RateLimiter | SharedRateLimiter,
         on_failure: Callable[[str, str], None] | None = None,
     ) -> None:
         self.store = store

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from forgepilot.db import Migration, SqliteStore
+from forgepilot.db import Connection, DatabaseStore, Migration
 
 AuditAction = Literal[
     "key_created",
@@ -56,6 +56,42 @@ MIGRATIONS: list[Migration] = [
         CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN
             SELECT RAISE(ABORT, 'the audit log is append-only');
         END;
+        """,
+    )
+]
+
+#: The same on PostgreSQL; the head (last sequence number and hash) is a row of its own, written in each append's
+#: transaction, where SQLite keeps it in a file beside the database.
+PG_MIGRATIONS: list[Migration] = [
+    (
+        1,
+        "hash-chained audit entries, append-only, with the chain's head",
+        """
+        CREATE TABLE audit (
+            seq BIGINT PRIMARY KEY,
+            at DOUBLE PRECISION NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            details TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'the audit log is append-only';
+        END;
+        $$;
+        CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+            FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+        CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+            FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+        CREATE TABLE audit_head (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            seq BIGINT NOT NULL,
+            hash TEXT NOT NULL
+        );
         """,
     )
 ]
@@ -100,12 +136,19 @@ def current_actor() -> str:
         return f"uid:{os.getuid()}"
 
 
-class AuditLog(SqliteStore):
+class AuditLog(DatabaseStore):
     MIGRATIONS = MIGRATIONS
+    PG_MIGRATIONS = PG_MIGRATIONS
+    SCHEMA = "fp_audit"
 
     @property
-    def head_path(self) -> Path:
-        return self.path.with_suffix(".head")
+    def head_path(self) -> Path | None:
+        """SQLite's head file (None on PostgreSQL, where the head is the ``audit_head`` row)."""
+        return self.path.with_suffix(".head") if self.path is not None else None
+
+    @property
+    def _head_name(self) -> str:
+        return self.head_path.name if self.head_path is not None else "the audit_head row"
 
     def append(
         self,
@@ -128,13 +171,27 @@ class AuditLog(SqliteStore):
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (seq, now, actor, action, target, reason, text, prev, digest),
             )
-            self._write_head(seq, digest)
+            self._write_head(conn, seq, digest)
         return AuditEntry(seq, now, actor, action, target, reason, details or {}, prev, digest)
 
-    def _write_head(self, seq: int, digest: str) -> None:
+    def _write_head(self, conn: Connection, seq: int, digest: str) -> None:
+        if self.head_path is None:
+            conn.execute(
+                "INSERT INTO audit_head(one, seq, hash) VALUES (1, ?, ?) "
+                "ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                (seq, digest),
+            )
+            return
         tmp = self.head_path.with_suffix(".head.tmp")
         tmp.write_text(f"{seq} {digest}\n", encoding="utf-8")
         os.replace(tmp, self.head_path)
+
+    def _read_head(self) -> str | None:
+        """The head as ``"SEQ HASH"``, or None when there is none."""
+        if self.head_path is None:
+            row = self.conn.execute("SELECT seq, hash FROM audit_head WHERE one = 1").fetchone()
+            return f"{row[0]} {row[1]}" if row is not None else None
+        return self.head_path.read_text(encoding="utf-8") if self.head_path.is_file() else None
 
     def entries(self, *, limit: int | None = None, action: str | None = None) -> list[AuditEntry]:
         """Entries newest first."""
@@ -167,20 +224,21 @@ class AuditLog(SqliteStore):
         return self._check_head(count, prev)
 
     def _check_head(self, count: int, last_hash: str) -> AuditVerdict:
-        if not self.head_path.is_file():
+        head = self._read_head()
+        if head is None:
             return (
                 AuditVerdict(True, count)
                 if count == 0
                 else AuditVerdict(
-                    False, count, count, f"{self.head_path.name} is missing: the end of the log cannot be checked"
+                    False, count, count, f"{self._head_name} is missing: the end of the log cannot be checked"
                 )
             )
-        seq_text, _, digest = self.head_path.read_text(encoding="utf-8").strip().partition(" ")
+        seq_text, _, digest = head.strip().partition(" ")
         head_seq = int(seq_text) if seq_text.isdigit() else -1
         if head_seq > count:
             return AuditVerdict(False, count, count + 1, f"entries {count + 1}..{head_seq} were cut off the end")
         if head_seq != count or digest != last_hash:
-            return AuditVerdict(False, count, head_seq, f"{self.head_path.name} does not match the last entry")
+            return AuditVerdict(False, count, head_seq, f"{self._head_name} does not match the last entry")
         return AuditVerdict(True, count)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from forgepilot.config import MonitorSettings
+from forgepilot.db import store_location
 from forgepilot.monitor.audit import AuditLog
 from forgepilot.monitor.degrade import DegradedMode
 from forgepilot.monitor.store import MonitorStore
@@ -28,12 +29,14 @@ _log = logging.getLogger("forgepilot.monitor")
 AUTH_FAILURE_AUDIT_S = 60.0
 
 
-def monitor_db(state_dir: Path) -> Path:
-    return state_dir / "monitor.db"
+def monitor_db(state_dir: Path, database_url: str | None = None) -> Path | str:
+    """Where the monitor's store lives: ``STATE/monitor.db``, or the shared database."""
+    return store_location(state_dir, "monitor.db", database_url)
 
 
-def audit_db(state_dir: Path) -> Path:
-    return state_dir / "audit.db"
+def audit_db(state_dir: Path, database_url: str | None = None) -> Path | str:
+    """Where the audit log lives: ``STATE/audit.db``, or the shared database."""
+    return store_location(state_dir, "audit.db", database_url)
 
 
 def served_completion(
@@ -80,9 +83,16 @@ class Monitoring:
         self._auth_lock = threading.Lock()
 
     @classmethod
-    def open(cls, state_dir: Path, settings: MonitorSettings, *, fast_model: str | None = None) -> Monitoring:
-        store = MonitorStore(monitor_db(state_dir), max_clock_skew_s=settings.max_clock_skew_s)
-        return cls(store, AuditLog(audit_db(state_dir)), settings, fast_model=fast_model)
+    def open(
+        cls,
+        state_dir: Path,
+        settings: MonitorSettings,
+        *,
+        fast_model: str | None = None,
+        database_url: str | None = None,
+    ) -> Monitoring:
+        store = MonitorStore(monitor_db(state_dir, database_url), max_clock_skew_s=settings.max_clock_skew_s)
+        return cls(store, AuditLog(audit_db(state_dir, database_url)), settings, fast_model=fast_model)
 
     @property
     def deployment(self) -> str:

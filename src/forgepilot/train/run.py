@@ -374,7 +374,7 @@ def _register(model: TrainedModel, record: dict[str, Any], names: list[str], set
     from forgepilot.backends.resolve import model_identity
     from forgepilot.registry import content_id, open_registry
 
-    registry = open_registry(settings.state_dir)
+    registry = open_registry(settings.state_dir, settings.database_url)
     try:
         dataset = record["dataset"]
         ds = registry.put("dataset", content_id(dataset["sha256"]), dataset["path"], dataset["card"] or {})

@@ -22,7 +22,7 @@ def _registry(st: GatewayState) -> Iterator[Registry]:
     if st.router.registry is not None:
         yield st.router.registry
         return
-    registry = open_registry(st.settings.state_dir)
+    registry = open_registry(st.settings.state_dir, st.settings.database_url)
     try:
         yield registry
     finally:
@@ -129,7 +129,7 @@ def releases(st: GatewayState) -> dict[str, Any]:
     """Gate decisions and evaluation runs, newest first."""
     with _registry(st) as registry:
         decisions = registry.entities("decision", limit=50)
-    evals = open_store(st.settings.state_dir)
+    evals = open_store(st.settings.state_dir, st.settings.database_url)
     try:
         runs = evals.runs(limit=50)
     finally:
@@ -171,7 +171,7 @@ def decision(st: GatewayState, decision_id: str) -> dict[str, Any]:
 
 def comparison(st: GatewayState, run_a: str, run_b: str) -> dict[str, Any]:
     """Two runs of one suite compared case by case: differences with bootstrap intervals, McNemar's test."""
-    evals = open_store(st.settings.state_dir)
+    evals = open_store(st.settings.state_dir, st.settings.database_url)
     try:
         a, b = evals.run(run_a), evals.run(run_b)
         result = compare_results(a.suite_kind, evals.results(a.id), evals.results(b.id), iterations=2000)

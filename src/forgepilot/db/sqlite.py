@@ -68,8 +68,14 @@ class SqliteStore:
     MIGRATIONS: Sequence[Migration] = ()
     SYNCHRONOUS: Synchronous = "FULL"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, *, migrations: Sequence[Migration] | None = None, synchronous: Synchronous | None = None
+    ) -> None:
         self.path = path
+        if migrations is not None:
+            self.MIGRATIONS = migrations
+        if synchronous is not None:
+            self.SYNCHRONOUS = synchronous
         self._lock = threading.Lock()
         self._local = threading.local()
         self._open: list[sqlite3.Connection] = []
@@ -101,8 +107,17 @@ class SqliteStore:
             conn.close()
         self._local = threading.local()
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+    def transaction(self, *, exclusive: bool = True) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction; SQLite's are always exclusive (``exclusive`` is for PostgreSQL's sake)."""
         return write_transaction(self.conn, self._lock)
+
+    @property
+    def integrity_errors(self) -> tuple[type[BaseException], ...]:
+        return (sqlite3.IntegrityError,)
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        return (sqlite3.Error,)
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[int]:
