@@ -36,7 +36,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.llama-$(LLAMA_VERSION) $(VENV)/.torc
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[llama,models,embeddings,datagen,reports,train,mlflow,postgres,dev]'
+	$(BIN)/pip install --quiet -e '.[llama,models,embeddings,datagen,reports,train,mlflow,postgres,ray,dev]'
 	touch $@
 
 setup: $(VENV)/.installed

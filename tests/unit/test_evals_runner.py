@@ -292,6 +292,18 @@ def test_cli_run_list_show_compare_export(tmp_path: Path, capsys: pytest.Capture
     assert main(["eval", "show", "nope"]) == 2
 
 
+def test_cli_ray_without_a_cluster_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("ray")
+    suite = suite_file(tmp_path)
+    (tmp_path / "forgepilot.toml").write_text('[models."fake:coder"]\nfamily = "qwen2.5-coder"\n', encoding="utf-8")
+    from tests.helpers.postgres import free_port
+
+    assert main(["eval", "run", str(suite), "--model", "fake:coder", "--ray", f"127.0.0.1:{free_port()}"]) == 2
+    assert "no Ray cluster at 127.0.0.1" in capsys.readouterr().err
+    assert main(["eval", "run", str(suite), "--model", "fake:coder", "--ray", "nowhere"]) == 2
+    assert "bad Ray address 'nowhere'" in capsys.readouterr().err
+
+
 def test_concurrent_cases_keep_suite_order(tmp_path: Path, sandbox: Sandbox) -> None:
     store = open_store(tmp_path / "state")
     backend = FakeBackend("fake:coder", replies=body_for, delay_s=0.002)

@@ -65,6 +65,13 @@ def run_(
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N cases.")] = None,
     concurrency: Annotated[int, typer.Option(help="Cases in flight at once.")] = 1,
+    ray: Annotated[
+        str | None,
+        typer.Option(help="Run the cases on a Ray cluster: 'auto' (the one `ray start` runs here) or HOST:PORT."),
+    ] = None,
+    ray_workers: Annotated[
+        int | None, typer.Option(min=1, help="Ray workers (default: one per CPU of the cluster).")
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Sandbox workers (default: one per CPU).")] = None,
     label: Annotated[str | None, typer.Option(help="A name for the run in listings.")] = None,
     resume: Annotated[
@@ -123,8 +130,22 @@ def run_(
             def progress(done: int, total: int, stage: str = stage) -> None:
                 bar(stage, done, total)
 
+            fanout = None
+            if ray is not None:
+                from forgepilot.db import store_location
+                from forgepilot.evals.ray_fanout import RayFanout
+
+                index_dir = s.state_dir / "index" if workspace is not None else None
+                where = store_location(s.state_dir, "evals.db", s.database_url)
+                fanout = RayFanout(ray, s, where, index_dir=index_dir, workers=ray_workers)
             runner = EvalRunner(
-                s, store, workspace=workspace, sandbox=sandbox, concurrency=concurrency, progress=progress
+                s,
+                store,
+                workspace=workspace,
+                sandbox=sandbox,
+                concurrency=concurrency,
+                progress=progress,
+                fanout=fanout,
             )
             try:
                 rows.append(run(_run_one(runner, chosen, config, resume, fresh)))

@@ -14,10 +14,10 @@ import asyncio
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from forgepilot import __version__
 from forgepilot.assist import Assistant, CompletionInput, TaskInput
@@ -41,6 +41,8 @@ from forgepilot.prompts import PromptRegistry
 from forgepilot.sandbox import Limits, Sandbox
 
 ProgressFn = Callable[[int, int], None]  # (cases done, cases total)
+#: A case's status (ok | error), headline score and stored figures.
+CaseResult = tuple[str, float | None, dict[str, Any]]
 _SAFE_PATH = re.compile(r"[^A-Za-z0-9_./-]+")
 
 
@@ -85,6 +87,7 @@ class EvalRunner:
         preset: Mapping[str, Backend] | None = None,
         concurrency: int = 1,
         progress: ProgressFn | None = None,
+        fanout: CaseFanout | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -93,6 +96,8 @@ class EvalRunner:
         self.preset = dict(preset or {})
         self.concurrency = max(1, concurrency)
         self.progress = progress or (lambda done, total: None)
+        #: Where cases run when not here (``evals.ray_fanout``): results still land in this runner's store.
+        self.fanout = fanout
         self._backends: dict[str, Backend] = {}
 
     @property
@@ -218,15 +223,26 @@ class EvalRunner:
         self.store.set_status(run_id, "complete", summary)
         return self.store.run(run_id)
 
+    def judge(self, suite: Suite, config: RunConfig, identity: str) -> CaseJudge:
+        """What produces and scores ``suite``'s cases under ``config``: the model behind the generation cache,
+        through an assistant serving with the run's settings. ``close`` it after."""
+        cached = CachingBackend(self.backend(config.model), self.store, identity, replay=not config.measure_latency)
+        assistant = Assistant(self.settings_for(config), workspace=self.workspace, preset={config.model: cached})
+        return CaseJudge(self, suite, config, assistant)
+
     async def _run_cases(self, run_id: str, suite: Suite, config: RunConfig, identity: str) -> None:
         done = self.store.done_cases(run_id)
         todo = [(i, c) for i, c in enumerate(suite.cases) if c.id not in done]
         total = len(suite.cases)
         finished = total - len(todo)
         self.progress(finished, total)
-        cached = CachingBackend(self.backend(config.model), self.store, identity, replay=not config.measure_latency)
-        assistant = Assistant(self.settings_for(config), workspace=self.workspace, preset={config.model: cached})
-        judge = _Judge(self, suite, config, assistant)
+        if self.fanout is not None:
+            async for position, case_id, (status, score, data) in self.fanout.run(todo, suite, config, identity):
+                self.store.add_result(run_id, case_id, position, status, score, data)
+                finished += 1
+                self.progress(finished, total)
+            return
+        judge = self.judge(suite, config, identity)
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def one(position: int, case: Case) -> None:
@@ -247,12 +263,18 @@ class EvalRunner:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
         finally:
-            # Not assistant.aclose(): the workspace is the caller's, shared by the runs that follow.
-            await assistant.models.aclose()
-            assistant.builder.close()
+            await judge.close()
 
 
-class _Judge:
+class CaseFanout(Protocol):
+    """Runs cases elsewhere (a Ray cluster) and yields ``(position, case id, result)`` as each one finishes."""
+
+    def run(
+        self, todo: Sequence[tuple[int, Case]], suite: Suite, config: RunConfig, identity: str
+    ) -> AsyncIterator[tuple[int, str, CaseResult]]: ...
+
+
+class CaseJudge:
     """Produces and scores one case's samples (the per-kind logic of a run)."""
 
     def __init__(self, runner: EvalRunner, suite: Suite, config: RunConfig, assistant: Assistant) -> None:
@@ -268,7 +290,12 @@ class _Judge:
             self.template_name = f"{suite.name}/{variant}"
             self.registry.add(self.template_name, path)
 
-    async def case(self, case: Case) -> tuple[str, float | None, dict[str, Any]]:
+    async def close(self) -> None:
+        # Not assistant.aclose(): the workspace is the caller's, shared by the runs that follow.
+        await self.assistant.models.aclose()
+        self.assistant.builder.close()
+
+    async def case(self, case: Case) -> CaseResult:
         try:
             if case.kind == "functional":
                 return await self._functional(case)
