@@ -132,3 +132,59 @@ def test_ray_results_match_a_local_run_and_survive_a_killed_worker(
 
     assert _run(killed, suite_path, fanout=fanout, progress=kill_one) == local
     assert victims
+
+
+def test_ray_dataset_build_is_the_local_build_and_survives_a_killed_worker(tmp_path: Path, ray_head: str) -> None:
+    from forgepilot.datagen.pipeline import BuildOptions, open_builder
+    from forgepilot.datagen.ray_fanout import RayFileFanout
+    from tests.unit.test_datagen import make_repos, settings_for
+
+    roots = make_repos(tmp_path / "repos")
+    local = open_builder(settings_for(tmp_path / "local")).build(roots, BuildOptions(out=tmp_path / "local-out"))
+
+    s = settings_for(tmp_path / "ray")
+    fanout = RayFileFanout(ray_head, s, None, workers=2)
+    victims: list[int] = []
+
+    def kill_one(stage: str, done: int, total: int) -> None:
+        if stage.startswith("files") and done == 2 and not victims:
+            victims.append(fanout.worker_pids()[1])
+            os.kill(victims[0], signal.SIGKILL)
+
+    fanned = open_builder(s, progress=kill_one, fanout=fanout).build(roots, BuildOptions(out=tmp_path / "ray-out"))
+    fanout.close()
+    assert victims and fanned.instances == local.instances > 0
+    assert fanned.card["dataset_sha256"] == local.card["dataset_sha256"]
+    assert fanned.rejections.by_reason == local.rejections.by_reason and fanned.failures == local.failures
+
+
+def test_ray_distillation_is_the_local_one(tmp_path: Path, gemma_path: Path, ray_head: str) -> None:
+    from forgepilot.backends.resolve import open_backend
+    from forgepilot.datagen.distill import Distiller, Seed
+    from forgepilot.datagen.ray_fanout import RaySeedFanout
+    from forgepilot.datagen.types import Rejections
+    from forgepilot.prompts import builtin_registry
+
+    s = _settings(tmp_path / "state", gemma_path)
+    seeds = [Seed("r", f"m{i}.py", "python", 1, f"def scale_{i}(x):\n    return x * {i}\n") for i in range(4)]
+
+    def distil(fanout: RaySeedFanout | None) -> tuple[list[str], dict[str, int]]:
+        import asyncio
+
+        sandbox = Sandbox(workers=1)
+        distiller = Distiller(open_backend("llamacpp:gemma", s), builtin_registry(), sandbox, max_tokens=96)
+        rejected = Rejections()
+
+        async def go() -> list[str]:
+            try:
+                return [i.completion for i in await distiller.run(seeds, rejected, fanout=fanout)]
+            finally:
+                await distiller.teacher.aclose()
+
+        kept = asyncio.run(go())
+        sandbox.close()
+        return kept, rejected.by_reason
+
+    local = distil(None)
+    assert sum(local[1].values()) + len(local[0]) == 4
+    assert distil(RaySeedFanout(ray_head, s, "llamacpp:gemma", max_tokens=96, workers=2)) == local

@@ -35,6 +35,13 @@ def build(
     split_by: Annotated[str | None, typer.Option(help="file or repository.")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore the journal of an interrupted build.")] = False,
     max_files: Annotated[int | None, typer.Option(help="At most this many files per repository.")] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(help="Build the files on a Ray cluster: 'auto' (the one `ray start` runs here) or HOST:PORT."),
+    ] = None,
+    ray_workers: Annotated[
+        int | None, typer.Option(min=1, help="Ray workers (default: one per CPU of the cluster).")
+    ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
     """Build a dataset: instances through the serving context and prompts, gates, hygiene, splits, formats, card."""
@@ -55,8 +62,13 @@ def build(
     bad = sorted(set(chosen_kinds) - set(KINDS))
     if bad:
         raise UserError(f"unknown instance kinds {bad}", hint=f"choose from: {', '.join(KINDS)}")
+    fanout = None
+    if ray is not None:
+        from forgepilot.datagen.ray_fanout import RayFileFanout
+
+        fanout = RayFileFanout(ray, s, model, workers=ray_workers)
     with stage_progress() as progress:
-        builder = open_builder(s, model, progress)
+        builder = open_builder(s, model, progress, fanout)
         report = builder.build(
             paths,
             BuildOptions(
@@ -114,6 +126,13 @@ def distill(
     suites: Annotated[
         list[Path] | None, typer.Option("--suite", help="Evaluation suites to decontaminate against (repeatable).")
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(help="Distil on a Ray cluster: 'auto' (the one `ray start` runs here) or HOST:PORT."),
+    ] = None,
+    ray_workers: Annotated[
+        int | None, typer.Option(min=1, help="Ray workers (default: one per CPU of the cluster).")
+    ] = None,
 ) -> None:
     """OSS-Instruct distillation: teacher-written problems and solutions, kept only when their tests pass."""
     from forgepilot.backends.resolve import open_backend
@@ -139,7 +158,14 @@ def distill(
         def report_progress(done: int, total: int) -> None:
             progress("distill", done, total)
 
-        kept = distil_dataset(distiller, chosen, s.dataset, rejected, suites=suites or (), progress=report_progress)
+        fanout = None
+        if ray is not None:
+            from forgepilot.datagen.ray_fanout import RaySeedFanout
+
+            fanout = RaySeedFanout(ray, s, backend.name, max_tokens=distiller.max_tokens, workers=ray_workers)
+        kept = distil_dataset(
+            distiller, chosen, s.dataset, rejected, suites=suites or (), progress=report_progress, fanout=fanout
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     files = write_all(kept, out_dir, formats=[f for f in FORMATS if f != "fim"], eos="")
     report = BuildReport(out_dir, len(kept), rejected, [], files, {}, card_mod.counts(kept))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from forgepilot.backends.base import Backend, ChatMessage, ChatRequest
 from forgepilot.config import DatasetSettings
@@ -88,6 +89,18 @@ def parse_answer(text: str) -> tuple[str, str, str] | None:
     return sections["Problem"], code.group(1).strip("\n"), tests.group(1).strip("\n")
 
 
+@dataclass
+class SeedOutcome:
+    instance: Instance | None
+    rejected: Rejections
+
+
+class SeedFanout(Protocol):
+    """Distils seeds elsewhere (a Ray cluster) and yields ``(seed index, outcome)`` as each one finishes."""
+
+    def seeds(self, seeds: Sequence[Seed]) -> AsyncIterator[tuple[int, SeedOutcome]]: ...
+
+
 class Distiller:
     def __init__(
         self,
@@ -117,26 +130,40 @@ class Distiller:
         return done.text, rendered.record()
 
     async def run(
-        self, seeds: Sequence[Seed], rejected: Rejections, progress: Callable[[int, int], None] | None = None
+        self,
+        seeds: Sequence[Seed],
+        rejected: Rejections,
+        progress: Callable[[int, int], None] | None = None,
+        fanout: SeedFanout | None = None,
     ) -> list[Instance]:
         """The instances whose solutions pass their tests, in seed order (one event loop for the whole run: an
-        HTTP teacher's connection pool lives as long as the loop that opened it)."""
-        kept: list[Instance] = []
-        for i, seed in enumerate(seeds):
-            if progress:
-                progress(i, len(seeds))
-            try:
-                answer, template = await self._ask(seed)
-            except ForgePilotError as exc:  # a teacher failure on one seed is counted; the run goes on
-                _log.warning("teacher failed on %s:%s: %s", seed.path, seed.start_line, exc.one_line())
-                rejected.add(f"distill:teacher_error:{type(exc).__name__}", "distilled")
-                continue
-            instance = await self._check(seed, answer, template, rejected)
-            if instance is not None:
-                kept.append(instance)
+        HTTP teacher's connection pool lives as long as the loop that opened it). ``fanout`` distils the seeds
+        elsewhere (a Ray cluster); the instances and rejections are the same."""
+        found: dict[int, Instance | None] = {}
         if progress:
-            progress(len(seeds), len(seeds))
-        return kept
+            progress(0, len(seeds))
+        outcomes = fanout.seeds(seeds) if fanout is not None else self._here(seeds)
+        async for i, outcome in outcomes:
+            found[i] = outcome.instance
+            rejected.merge(outcome.rejected)
+            if progress:
+                progress(len(found), len(seeds))
+        return [inst for _, inst in sorted(found.items()) if inst is not None]
+
+    async def _here(self, seeds: Sequence[Seed]) -> AsyncIterator[tuple[int, SeedOutcome]]:
+        for i, seed in enumerate(seeds):
+            yield i, await self.one(seed)
+
+    async def one(self, seed: Seed) -> SeedOutcome:
+        """One seed: the teacher's answer, kept as an instance when its tests pass; else why not."""
+        rejected = Rejections()
+        try:
+            answer, template = await self._ask(seed)
+        except ForgePilotError as exc:  # a teacher failure on one seed is counted; the run goes on
+            _log.warning("teacher failed on %s:%s: %s", seed.path, seed.start_line, exc.one_line())
+            rejected.add(f"distill:teacher_error:{type(exc).__name__}", "distilled")
+            return SeedOutcome(None, rejected)
+        return SeedOutcome(await self._check(seed, answer, template, rejected), rejected)
 
     async def _check(self, seed: Seed, answer: str, template: dict[str, str], rejected: Rejections) -> Instance | None:
         parsed = parse_answer(answer)
@@ -178,13 +205,14 @@ def distil_dataset(
     *,
     suites: Sequence[Path] = (),
     progress: Callable[[int, int], None] | None = None,
+    fanout: SeedFanout | None = None,
 ) -> list[Instance]:
     """Distil ``seeds`` and put what passed through the same hygiene as a built dataset (secrets, dedup,
     decontamination, splits): a teacher's text is no cleaner than a repository's."""
 
     async def main() -> list[Instance]:
         try:
-            return await distiller.run(seeds, rejected, progress)
+            return await distiller.run(seeds, rejected, progress, fanout)
         finally:
             await distiller.teacher.aclose()
 

@@ -5,19 +5,19 @@ size, vendored, generated, minified, binary), per file: redact -> parse -> build
 from history; then over the whole set: secret scrub of the final texts, dedup, decontamination, token gate, splits,
 formats, card.
 
-Per-file work is journaled (``OUT/.work/journal.jsonl``: one line per file holding its instances and
-rejections), so an interrupted build resumes where it stopped, and a file that fails is recorded with its error
-and the build goes on.
+Per-file work runs here, or on a Ray cluster (``fanout``), and is journaled (``OUT/.work/journal.jsonl``: one line
+per file holding its instances and rejections), so an interrupted build resumes where it stopped, and a file that
+fails is recorded with its error and the build goes on.
 """
 
 from __future__ import annotations
 
 import json
 import tracemalloc
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from forgepilot.config import Settings
 from forgepilot.context import ContextBuilder
@@ -64,6 +64,37 @@ class BuildReport:
     card: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class FileResult:
+    """What one file gave: its instances, its rejections, its error; from a worker elsewhere also the secret values
+    it found (the build scrubs them from every text) and its seconds per stage."""
+
+    instances: list[Instance]
+    rejections: Rejections
+    error: str | None = None
+    secrets: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def journal(self, repo_name: str, cand: Candidate) -> dict[str, Any]:
+        return {
+            "repository": repo_name,
+            "path": cand.path,
+            "mtime_ns": cand.mtime_ns,
+            "instances": [m.record() | {"unit": m.unit} for m in self.instances],
+            "rejections": self.rejections.by_kind,
+            "error": self.error,
+        }
+
+
+class FileFanout(Protocol):
+    """Builds files elsewhere (a Ray cluster) and yields each one's result as it finishes."""
+
+    def files(
+        self, root: Path, repo_name: str, todo: Sequence[tuple[int, Candidate]], max_files: int | None,
+        kinds: Sequence[str],
+    ) -> Iterator[tuple[int, Candidate, FileResult]]: ...  # fmt: skip
+
+
 class DatasetBuilder:
     def __init__(
         self,
@@ -72,6 +103,7 @@ class DatasetBuilder:
         kit_factory: Callable[[ContextBuilder], builders.RenderKit],
         eos: str,
         progress: StageProgress | None = None,
+        fanout: FileFanout | None = None,
     ) -> None:
         self.settings = settings
         self.ds = settings.dataset
@@ -80,6 +112,8 @@ class DatasetBuilder:
         self.kit = kit_factory(self.context)
         self.eos = eos
         self.progress = progress or (lambda stage, done, total: None)
+        #: Where files are built when not here (``datagen.ray_fanout``); the rest of the build stays here.
+        self.fanout = fanout
 
     # -- per repository --------------------------------------------------------------------------------------
     def _scan_settings(self) -> ScanSettings:
@@ -145,47 +179,40 @@ class DatasetBuilder:
                 for e in entries:
                     if isinstance(e, Skipped) and e.reason != "unsupported":
                         rejected.add(f"file:{e.reason}", "file")
-                paths = RepoFiles(c.path for c in candidates)
-
-                load = self._loader(root, repo_name, redactor)
-
+                per_file: dict[int, list[Instance]] = {}
+                todo: list[tuple[int, Candidate]] = []
                 for i, cand in enumerate(candidates):
-                    self.progress(f"files {repo_name}", i, len(candidates))
-                    key = (repo_name, cand.path)
-                    previous = done.get(key)
+                    previous = done.get((repo_name, cand.path))
                     if previous is not None and previous.get("mtime_ns") == cand.mtime_ns:
                         resumed += 1
-                        instances += [Instance.from_record(r) for r in previous["instances"]]
+                        per_file[i] = [Instance.from_record(r) for r in previous["instances"]]
                         rejected.merge(_rejections(previous["rejections"]))
                         if previous.get("error"):
                             failures.append({"path": f"{repo_name}/{cand.path}", "error": previous["error"]})
-                        continue
-                    file_rejected = Rejections()
-                    error = None
-                    made: list[Instance] = []
-                    try:
-                        made = self._file(root, repo_name, cand, paths, load, redactor, kinds, file_rejected, timer)
-                    except Exception as exc:  # one file's failure is recorded; the build goes on
-                        error = f"{type(exc).__name__}: {exc}"
-                        failures.append({"path": f"{repo_name}/{cand.path}", "error": error})
-                    instances += made
-                    rejected.merge(file_rejected)
-                    journal.write(
-                        json.dumps(
-                            {
-                                "repository": repo_name,
-                                "path": cand.path,
-                                "mtime_ns": cand.mtime_ns,
-                                "instances": [m.record() | {"unit": m.unit} for m in made],
-                                "rejections": file_rejected.by_kind,
-                                "error": error,
-                            },
-                            ensure_ascii=False,
-                        )
-                        + "\n"
-                    )
+                    else:
+                        todo.append((i, cand))
+                finished = len(candidates) - len(todo)
+                self.progress(f"files {repo_name}", finished, len(candidates))
+                results = (
+                    self.fanout.files(root, repo_name, todo, options.max_files, sorted(kinds))
+                    if self.fanout is not None
+                    else self._files_here(root, repo_name, todo, candidates, redactor, kinds, timer)
+                )
+                for i, cand, result in results:
+                    per_file[i] = result.instances
+                    rejected.merge(result.rejections)
+                    redactor.learn(result.secrets)
+                    for stage, seconds in result.seconds.items():
+                        timer.seconds[stage] = timer.seconds.get(stage, 0.0) + seconds
+                    if result.error:
+                        failures.append({"path": f"{repo_name}/{cand.path}", "error": result.error})
+                    journal.write(json.dumps(result.journal(repo_name, cand), ensure_ascii=False) + "\n")
                     journal.flush()
-                self.progress(f"files {repo_name}", len(candidates), len(candidates))
+                    finished += 1
+                    self.progress(f"files {repo_name}", finished, len(candidates))
+                # In the scan's order, however the files finished: the same dataset from a local or a fanned-out run.
+                for i in sorted(per_file):
+                    instances += per_file[i]
                 if "commit" in kinds:
                     with timer.stage("history"):
                         for inst in history.commit_instances(root, repo_name, self.ds, self.kit.prompts, rejected):
@@ -218,6 +245,41 @@ class DatasetBuilder:
             out, instances, report, settings=self.ds, lineage=lineage, family=self.kit.template.family
         )
         return report
+
+    def _files_here(
+        self,
+        root: Path,
+        repo_name: str,
+        todo: Sequence[tuple[int, Candidate]],
+        candidates: Sequence[Candidate],
+        redactor: Redactor,
+        kinds: set[str],
+        timer: StageTimer,
+    ) -> Iterator[tuple[int, Candidate, FileResult]]:
+        """Each file of ``todo`` built in this process (with the build's own redactor and timer)."""
+        paths = RepoFiles(c.path for c in candidates)
+        load = self._loader(root, repo_name, redactor)
+        for i, cand in todo:
+            yield i, cand, self.file_result(root, repo_name, cand, paths, load, redactor, kinds, timer)
+
+    def file_result(
+        self,
+        root: Path,
+        repo_name: str,
+        cand: Candidate,
+        paths: RepoFiles,
+        load: Callable[[str], SourceFile | None],
+        redactor: Redactor,
+        kinds: set[str],
+        timer: StageTimer,
+    ) -> FileResult:
+        """One file's instances and rejections; a failure is the file's result (the build goes on)."""
+        file_rejected = Rejections()
+        try:
+            made = self._file(root, repo_name, cand, paths, load, redactor, kinds, file_rejected, timer)
+        except Exception as exc:
+            return FileResult([], file_rejected, f"{type(exc).__name__}: {exc}")
+        return FileResult(made, file_rejected)
 
     def _loader(self, root: Path, repo_name: str, redactor: Redactor) -> Callable[[str], SourceFile | None]:
         """Files a test file points at (its focal files), loaded on demand and kept in a small cache."""
@@ -338,7 +400,12 @@ def _rejections(by_kind: dict[str, dict[str, int]]) -> Rejections:
     return r
 
 
-def open_builder(settings: Settings, model: str | None = None, progress: StageProgress | None = None) -> DatasetBuilder:
+def open_builder(
+    settings: Settings,
+    model: str | None = None,
+    progress: StageProgress | None = None,
+    fanout: FileFanout | None = None,
+) -> DatasetBuilder:
     """A builder that renders for ``model`` (default: the completion tier's model) with its own tokenizer."""
     from forgepilot.backends.fim import FimTemplate, fim_template
     from forgepilot.backends.resolve import open_backend
@@ -363,4 +430,4 @@ def open_builder(settings: Settings, model: str | None = None, progress: StagePr
         )
 
     eos = template.stop[0] if template.stop else ""
-    return DatasetBuilder(settings, workspace, kit, eos, progress)
+    return DatasetBuilder(settings, workspace, kit, eos, progress, fanout)

@@ -122,6 +122,13 @@ class Redactor:
         text = self.scrub(text, counts)
         return Redaction(text, counts)
 
+    def learn(self, values: dict[str, str]) -> None:
+        """Know secret values another redactor found (a worker's), so that ``scrub`` replaces them here too."""
+        new = {k: v for k, v in values.items() if k not in self.values}
+        if new:
+            self.values.update(new)
+            self._values_re = None
+
     def scrub(self, text: str, counts: dict[str, int] | None = None) -> str:
         """Replace known secret values and the PII patterns (no detection: for texts already built)."""
         counts = counts if counts is not None else {}

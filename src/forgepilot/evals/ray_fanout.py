@@ -6,48 +6,22 @@ which writes it to the run's store as it arrives, exactly as a local run does. S
 as they do locally, and the results are the same. The generation cache is the run's own store, opened by every
 actor: a SQLite file when the cluster is this machine, the shared PostgreSQL when it spans several.
 
-A worker killed mid-case is restarted by Ray and its unfinished cases are sent again (``max_restarts`` and
-``max_task_retries``): a case that finished was already recorded, and one that did not is simply run again.
+A worker killed mid-case is restarted by Ray and its unfinished cases are sent again (``cluster.worker_actor``): a
+case that finished was already recorded, and one that did not is simply run again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from forgepilot import cluster
 from forgepilot.config import Settings
-from forgepilot.errors import MissingExtra, UserError
 from forgepilot.evals.runner import CaseResult, RunConfig
 from forgepilot.evals.suites import Case, Suite
-
-#: How often Ray restarts a dead worker, and resends a case whose worker died under it.
-RESTARTS = 3
-
-
-def _ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise MissingExtra("ray", "ray") from None
-    return ray
-
-
-def _check_reachable(address: str) -> None:
-    """Fail in seconds, not minutes, when nothing listens at ``address`` (Ray itself waits and retries)."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise UserError(f"bad Ray address {address!r}", hint="use 'auto' or HOST:PORT (the head's GCS port, 6379)")
-    try:
-        socket.create_connection((host, int(port)), timeout=3).close()
-    except OSError as exc:
-        raise UserError(
-            f"no Ray cluster at {address}: {exc.strerror or exc}",
-            hint="start one with `ray start --head`, or pass its address (HOST:6379)",
-        ) from None
 
 
 class CaseWorker:
@@ -90,7 +64,7 @@ class RayFanout:
         index_dir: Path | None = None,
         workers: int | None = None,
     ) -> None:
-        self.ray = _ray()
+        self.ray = cluster.ray_module()
         self.address = address
         self.settings = settings
         self.store_where = store_where
@@ -98,26 +72,10 @@ class RayFanout:
         self.workers = workers
         self.actors: list[Any] = []
 
-    def _connect(self) -> None:
-        if self.ray.is_initialized():
-            return
-        if self.address != "auto":
-            _check_reachable(self.address)
-        try:
-            self.ray.init(address=self.address, logging_level="ERROR", log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(
-                f"cannot join the Ray cluster at {self.address!r}: {first}",
-                hint="start one with `ray start --head`, or pass its address (HOST:6379)",
-            ) from None
-
     def _start(self, suite: Suite, config: RunConfig, identity: str) -> list[Any]:
-        self._connect()
-        count = self.workers or max(1, int(self.ray.cluster_resources().get("CPU", 1)))
-        remote = self.ray.remote(num_cpus=1, max_restarts=RESTARTS, max_task_retries=RESTARTS, max_concurrency=1)(
-            CaseWorker
-        )
+        self.ray = cluster.connect(self.address)
+        count = cluster.worker_count(self.ray, self.workers)
+        remote = cluster.worker_actor(self.ray, CaseWorker)
         self.actors = [
             remote.remote(self.settings, self.store_where, self.index_dir, suite, config, identity)
             for _ in range(count)
