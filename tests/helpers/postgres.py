@@ -43,6 +43,8 @@ class PostgresServer:
     port: int
     user: str
     run_as: list[str]
+    #: Off for tests (nothing to keep); on for benchmarks, where a commit must reach the disk as SQLite's does.
+    fsync: bool = False
 
     @property
     def url(self) -> str:
@@ -59,14 +61,15 @@ class PostgresServer:
 
     def start(self) -> None:
         log = self.data_dir.parent / "server.log"
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off"
+        fsync = "on" if self.fsync else "off"
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync={fsync}"
         self.ctl("-l", str(log), "-o", options, "start")
 
     def stop(self) -> None:
         self.ctl("-m", "fast", "stop")
 
 
-def start_server(base: Path) -> PostgresServer:
+def start_server(base: Path, *, fsync: bool = False) -> PostgresServer:
     """A new cluster under ``base`` (C collation, trust auth on loopback), started."""
     initdb = pg_bin("initdb")
     if initdb is None:
@@ -82,7 +85,7 @@ def start_server(base: Path) -> PostgresServer:
         check=True,
         capture_output=True,
     )
-    server = PostgresServer(data, free_port(), "forgepilot", run_as)
+    server = PostgresServer(data, free_port(), "forgepilot", run_as, fsync)
     server.start()
     return server
 
