@@ -133,6 +133,21 @@ def test_ray_results_match_a_local_run_and_survive_a_killed_worker(
     assert _run(killed, suite_path, fanout=fanout, progress=kill_one) == local
     assert victims
 
+    # Interrupted after two cases (as Ctrl-C would), then resumed: only the rest run, and the run is the local one.
+    stopped = _settings(tmp_path / "stopped", gemma_path)
+
+    def interrupt(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    fanout = RayFanout(ray_head, stopped, stopped.state_dir / "evals.db", workers=2)
+    with pytest.raises(KeyboardInterrupt):
+        _run(stopped, suite_path, fanout=fanout, progress=interrupt)
+    seen: list[int] = []
+    fanout = RayFanout(ray_head, stopped, stopped.state_dir / "evals.db", workers=2)
+    assert _run(stopped, suite_path, fanout=fanout, progress=lambda done, total: seen.append(done)) == local
+    assert seen[0] == 2  # resumed with the two cases stored before the interruption
+
 
 def test_ray_dataset_build_is_the_local_build_and_survives_a_killed_worker(tmp_path: Path, ray_head: str) -> None:
     from forgepilot.datagen.pipeline import BuildOptions, open_builder

@@ -195,3 +195,12 @@ def test_an_unreachable_server_is_a_clear_error() -> None:
     with pytest.raises(DatabaseUnavailable, match="cannot connect to PostgreSQL") as caught:
         Registry(url)
     assert "secret" not in caught.value.one_line() and time.monotonic() - started < 30
+
+
+@pytest.mark.postgres
+def test_doctor_names_the_shared_database_without_its_password(postgres_admin_url: str) -> None:
+    from forgepilot.cli.doctor import _database_check
+
+    check = _database_check(postgres_admin_url.replace("forgepilot@", "forgepilot:pw@"))
+    assert check.status == "ok" and check.detail.startswith("PostgreSQL ") and "pw" not in check.detail
+    assert _database_check(None).detail.startswith("SQLite")

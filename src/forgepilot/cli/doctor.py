@@ -92,6 +92,20 @@ def _sandbox_check() -> Check:
     return Check("sandbox", status, detail, {"namespaces": iso.namespaces, "detail": iso.detail})
 
 
+def _database_check(url: str | None) -> Check:
+    """Where the stores live; with a shared PostgreSQL, whether it answers now."""
+    if not url:
+        return Check("database", "ok", "SQLite files in the state dir (set FORGEPILOT_DATABASE_URL to share)")
+    from forgepilot.db import redact, server_version
+    from forgepilot.errors import ForgePilotError
+
+    try:
+        version = server_version(url)
+    except ForgePilotError as exc:
+        return Check("database", "fail", exc.one_line(), {"url": redact(url)})
+    return Check("database", "ok", f"PostgreSQL {version} at {redact(url)}", {"url": redact(url)})
+
+
 def run_checks(full_verify: bool) -> list[Check]:
     s = settings()
     checks: list[Check] = []
@@ -118,6 +132,7 @@ def run_checks(full_verify: bool) -> list[Check]:
     except OSError:
         writable = False
     checks.append(Check("state dir", "ok" if writable else "fail", str(state), {"writable": writable}))
+    checks.append(_database_check(s.database_url))
     store = ModelStore(s.models_dir)
     default_key = s.default_model.removeprefix("llamacpp:")
     for model in EMBEDDED_MODELS.values():

@@ -2,7 +2,7 @@
 PostgreSQL shared by several processes and hosts (``FORGEPILOT_DATABASE_URL``). The repository index is always
 SQLite (``SqliteStore``): it is a per-machine build artefact with full-text search of its own."""
 
-from forgepilot.db.postgres import PostgresDatabase, is_postgres_url, redact, translate
+from forgepilot.db.postgres import PostgresDatabase, is_postgres_url, redact, server_version, translate
 from forgepilot.db.sqlite import (
     Migration,
     SqliteStore,
@@ -28,6 +28,7 @@ __all__ = [
     "migrate",
     "open_connection",
     "redact",
+    "server_version",
     "store_location",
     "translate",
     "write_transaction",

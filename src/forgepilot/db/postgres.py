@@ -150,6 +150,20 @@ def _import_psycopg() -> tuple[Any, Any]:
     return psycopg, psycopg_pool
 
 
+def server_version(url: str) -> str:
+    """The version of the PostgreSQL server at ``url`` (changes nothing there); DatabaseUnavailable if none."""
+    psycopg, _ = _import_psycopg()
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            return str(conn.execute("SHOW server_version").fetchone()[0])
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL at {redact(url)}: {first}",
+            hint="check that the server runs and FORGEPILOT_DATABASE_URL is right (user, password, database)",
+        ) from None
+
+
 class PostgresDatabase:
     """One store's schema in a PostgreSQL database: a connection pool, migrations, exclusive write transactions."""
 
