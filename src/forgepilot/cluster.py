@@ -64,3 +64,41 @@ def worker_actor(ray: Any, cls: type) -> Any:
 
 def worker_count(ray: Any, wanted: int | None) -> int:
     return wanted or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+class WorkerProcess:
+    """What every worker actor answers besides its work: its process id (tests kill one to show a run survives)."""
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+
+class RayWorkers:
+    """The actors of one worker class on the cluster at ``address``: started on first use, one per CPU of the
+    cluster unless ``workers`` says, killed by ``close``."""
+
+    def __init__(self, address: str, workers: int | None = None) -> None:
+        self.ray = ray_module()
+        self.address = address
+        self.workers = workers
+        self.actors: list[Any] = []
+
+    def start(self, cls: type[WorkerProcess], *args: Any) -> list[Any]:
+        if not self.actors:
+            self.ray = connect(self.address)
+            remote = worker_actor(self.ray, cls)
+            self.actors = [remote.remote(*args) for _ in range(worker_count(self.ray, self.workers))]
+        return self.actors
+
+    def worker_pids(self) -> list[int]:
+        return [int(p) for p in self.ray.get([a.pid.remote() for a in self.actors])]
+
+    def close(self) -> None:
+        for actor in self.actors:
+            try:
+                self.ray.kill(actor)
+            except Exception:  # already gone: nothing to stop
+                continue
+        self.actors = []

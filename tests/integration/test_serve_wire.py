@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
+
+from tests.helpers.serve import serve_process
 
 FAKE_CONFIG = """
 default_model = "fake:coder"
@@ -30,28 +29,7 @@ def served(tmp_path: Path) -> Iterator[str]:
     repo.mkdir()
     (repo / "util.py").write_text("def add(a, b):\n    return a + b\n")
     env = {**os.environ, "FORGEPILOT_CONFIG": str(config), "FORGEPILOT_STATE_DIR": str(tmp_path / "state")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "forgepilot", "serve", str(repo), "--port", "0", "--no-embeddings"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    url = None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        found = re.search(r"serving \S+ on (http://127\.0\.0\.1:\d+)", line)
-        if found:
-            url = found.group(1)
-            break
-    try:
-        if url is None:
-            proc.kill()
-            pytest.fail(f"serve did not start: {proc.communicate()[1]}")
+    with serve_process(env, str(repo)) as (proc, url):
         yield url
         proc.terminate()
         try:
@@ -60,12 +38,9 @@ def served(tmp_path: Path) -> Iterator[str]:
             proc.kill()
             pytest.fail("serve did not stop on SIGTERM")
         # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says what stopped it.
-        stderr = proc.communicate()[1]
+        assert proc.stderr is not None
+        stderr = proc.stderr.read()
         assert proc.returncode in (0, -15) and "Traceback" not in stderr, stderr
-    finally:
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 def test_openai_sdk_completions_chat_streaming_and_errors(served: str) -> None:

@@ -5,7 +5,6 @@ it is down."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 from forgepilot.monitor import MonitorStore
 from forgepilot.registry import Registry
 from tests.helpers.postgres import database, pg_bin, start_server
+from tests.helpers.serve import serve_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -53,37 +53,8 @@ def _env(tmp_path: Path, url: str, name: str) -> dict[str, str]:
 
 @contextmanager
 def gateway(env: dict[str, str], *args: str) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "forgepilot", "serve", "--port", "0", "--no-embeddings", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    url = None
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        found = re.search(r"serving \S+ on (http://127\.0\.0\.1:\d+)", line)
-        if found:
-            url = found.group(1)
-            break
-    try:
-        if url is None:
-            proc.kill()
-            pytest.fail(f"serve did not start: {proc.communicate()[1]}")
+    with serve_process(env, *args) as (_, url):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        proc.stdout.close()
-        proc.stderr.close()
 
 
 def test_two_gateways_share_keys_limits_deployments_and_events(tmp_path: Path, postgres_admin_url: str) -> None:

@@ -121,6 +121,15 @@ class EndpointPool(Backend):
             _log.warning("%s: %s is back", self.name, endpoint.url)
         endpoint.healthy = True
 
+    def _all_down(self, last: BackendError | None) -> BackendUnavailable:
+        assert last is not None
+        return BackendUnavailable(
+            f"every server of {self.name} is unavailable ({len(self.endpoints)} tried; last: {last.one_line()})",
+            hint="start the model servers, or check their base_urls",
+            backend=self.name,
+            retryable=True,
+        )
+
     async def _call(self, call: Callable[[OpenAICompatibleBackend], Awaitable[T]]) -> T:
         self._start_probing()
         last: BackendError | None = None
@@ -139,13 +148,7 @@ class EndpointPool(Backend):
             self._mark_up(endpoint)
             endpoint.served += 1
             return result
-        assert last is not None
-        raise BackendUnavailable(
-            f"every server of {self.name} is unavailable ({len(self.endpoints)} tried; last: {last.one_line()})",
-            hint="start the model servers, or check their base_urls",
-            backend=self.name,
-            retryable=True,
-        )
+        raise self._all_down(last)
 
     async def _stream(
         self, start: Callable[[OpenAICompatibleBackend], AsyncIterator[CompletionChunk]]
@@ -177,13 +180,7 @@ class EndpointPool(Backend):
                 return
             finally:
                 endpoint.in_flight -= 1
-        assert last is not None
-        raise BackendUnavailable(
-            f"every server of {self.name} is unavailable ({len(self.endpoints)} tried; last: {last.one_line()})",
-            hint="start the model servers, or check their base_urls",
-            backend=self.name,
-            retryable=True,
-        )
+        raise self._all_down(last)
 
     # -- health probes -------------------------------------------------------------------------------------------
     def _start_probing(self) -> None:

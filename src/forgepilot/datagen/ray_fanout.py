@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from forgepilot import cluster
 from forgepilot.config import Settings
@@ -27,7 +26,7 @@ from forgepilot.index.scan import Candidate, scan
 from forgepilot.syntax.imports import RepoFiles
 
 
-class FileWorker:
+class FileWorker(cluster.WorkerProcess):
     """One Ray actor: a dataset builder of its own; builds the files it is sent."""
 
     def __init__(self, settings: Settings, model: str | None) -> None:
@@ -57,30 +56,14 @@ class FileWorker:
         result.seconds = timer.seconds
         return result
 
-    def pid(self) -> int:
-        import os
 
-        return os.getpid()
-
-
-class RayFileFanout:
+class RayFileFanout(cluster.RayWorkers):
     """Files to ``workers`` Ray actors on the cluster at ``address``."""
 
     def __init__(self, address: str, settings: Settings, model: str | None, *, workers: int | None = None) -> None:
-        self.ray = cluster.ray_module()
-        self.address = address
+        super().__init__(address, workers)
         self.settings = settings
         self.model = model
-        self.workers = workers
-        self.actors: list[Any] = []
-
-    def _start(self) -> list[Any]:
-        if not self.actors:
-            self.ray = cluster.connect(self.address)
-            remote = cluster.worker_actor(self.ray, FileWorker)
-            count = cluster.worker_count(self.ray, self.workers)
-            self.actors = [remote.remote(self.settings, self.model) for _ in range(count)]
-        return self.actors
 
     def files(
         self, root: Path, repo_name: str, todo: Sequence[tuple[int, Candidate]], max_files: int | None,
@@ -88,7 +71,7 @@ class RayFileFanout:
     ) -> Iterator[tuple[int, Candidate, FileResult]]:  # fmt: skip
         if not todo:
             return
-        actors = self._start()
+        actors = self.start(FileWorker, self.settings, self.model)
         refs = {
             actors[n % len(actors)].file.remote(str(root), repo_name, cand, max_files, list(kinds)): (i, cand)
             for n, (i, cand) in enumerate(todo)
@@ -105,17 +88,8 @@ class RayFileFanout:
                 with contextlib.suppress(Exception):
                     self.ray.cancel(ref)
 
-    def worker_pids(self) -> list[int]:
-        return [int(p) for p in self.ray.get([a.pid.remote() for a in self._start()])]
 
-    def close(self) -> None:
-        for actor in self.actors:
-            with contextlib.suppress(Exception):
-                self.ray.kill(actor)
-        self.actors = []
-
-
-class DistillWorker:
+class DistillWorker(cluster.WorkerProcess):
     """One Ray actor for ``dataset distill``: the teacher and a sandbox of its own; distils the seeds it is sent."""
 
     def __init__(self, settings: Settings, teacher: str, max_tokens: int) -> None:
@@ -131,38 +105,22 @@ class DistillWorker:
     async def seed(self, seed: Seed) -> SeedOutcome:
         return await self.distiller.one(seed)
 
-    def pid(self) -> int:
-        import os
 
-        return os.getpid()
-
-
-class RaySeedFanout:
+class RaySeedFanout(cluster.RayWorkers):
     """Seeds to ``workers`` Ray actors on the cluster at ``address``, each with the teacher ``teacher``."""
 
     def __init__(
         self, address: str, settings: Settings, teacher: str, *, max_tokens: int = 1024, workers: int | None = None
     ) -> None:
-        self.ray = cluster.ray_module()
-        self.address = address
+        super().__init__(address, workers)
         self.settings = settings
         self.teacher = teacher
         self.max_tokens = max_tokens
-        self.workers = workers
-        self.actors: list[Any] = []
-
-    def _start(self) -> list[Any]:
-        if not self.actors:
-            self.ray = cluster.connect(self.address)
-            remote = cluster.worker_actor(self.ray, DistillWorker)
-            count = cluster.worker_count(self.ray, self.workers)
-            self.actors = [remote.remote(self.settings, self.teacher, self.max_tokens) for _ in range(count)]
-        return self.actors
 
     async def seeds(self, seeds: Sequence[Seed]) -> AsyncIterator[tuple[int, SeedOutcome]]:
         if not seeds:
             return
-        actors = self._start()
+        actors = self.start(DistillWorker, self.settings, self.teacher, self.max_tokens)
         futures = {
             asyncio.wrap_future(actors[i % len(actors)].seed.remote(seed).future()): i for i, seed in enumerate(seeds)
         }
@@ -174,12 +132,3 @@ class RaySeedFanout:
                     yield futures[future], future.result()
         finally:
             self.close()
-
-    def worker_pids(self) -> list[int]:
-        return [int(p) for p in self.ray.get([a.pid.remote() for a in self._start()])]
-
-    def close(self) -> None:
-        for actor in self.actors:
-            with contextlib.suppress(Exception):
-                self.ray.kill(actor)
-        self.actors = []

@@ -24,7 +24,7 @@ from forgepilot.evals.runner import CaseResult, RunConfig
 from forgepilot.evals.suites import Case, Suite
 
 
-class CaseWorker:
+class CaseWorker(cluster.WorkerProcess):
     """One Ray actor: a runner of its own over the run's store, index and sandbox; judges the cases it is sent."""
 
     def __init__(
@@ -46,13 +46,8 @@ class CaseWorker:
         result: CaseResult = await self.judge.case(case)
         return result
 
-    def pid(self) -> int:
-        import os
 
-        return os.getpid()
-
-
-class RayFanout:
+class RayFanout(cluster.RayWorkers):
     """Cases to ``workers`` Ray actors on the cluster at ``address`` (``auto``: the one ``ray start`` runs here)."""
 
     def __init__(
@@ -64,30 +59,17 @@ class RayFanout:
         index_dir: Path | None = None,
         workers: int | None = None,
     ) -> None:
-        self.ray = cluster.ray_module()
-        self.address = address
+        super().__init__(address, workers)
         self.settings = settings
         self.store_where = store_where
         self.index_dir = index_dir
-        self.workers = workers
-        self.actors: list[Any] = []
-
-    def _start(self, suite: Suite, config: RunConfig, identity: str) -> list[Any]:
-        self.ray = cluster.connect(self.address)
-        count = cluster.worker_count(self.ray, self.workers)
-        remote = cluster.worker_actor(self.ray, CaseWorker)
-        self.actors = [
-            remote.remote(self.settings, self.store_where, self.index_dir, suite, config, identity)
-            for _ in range(count)
-        ]
-        return self.actors
 
     async def run(
         self, todo: Sequence[tuple[int, Case]], suite: Suite, config: RunConfig, identity: str
     ) -> AsyncIterator[tuple[int, str, CaseResult]]:
         if not todo:
             return
-        actors = self._start(suite, config, identity)
+        actors = self.start(CaseWorker, self.settings, self.store_where, self.index_dir, suite, config, identity)
         futures: dict[asyncio.Future[Any], tuple[int, str]] = {}
         refs = []
         for n, (position, case) in enumerate(todo):
@@ -106,13 +88,3 @@ class RayFanout:
                 with contextlib.suppress(Exception):
                     self.ray.cancel(ref)
             self.close()
-
-    def worker_pids(self) -> list[int]:
-        """The process id of each worker (tests kill one to show a run survives it)."""
-        return [int(p) for p in self.ray.get([a.pid.remote() for a in self.actors])]
-
-    def close(self) -> None:
-        for actor in self.actors:
-            with contextlib.suppress(Exception):
-                self.ray.kill(actor)
-        self.actors = []
