@@ -49,12 +49,20 @@ async def test_requests_spread_and_move_off_a_killed_server(two_servers: tuple[L
         served = {s.url: s.served for s in pool.status()}
         assert served[first.base_url] >= 2 and served[second.base_url] >= 2  # both used: least outstanding
 
+        # Killed while requests are in flight on it: they move to the other server, and every one is answered.
+        longer = CompletionRequest(prompt="def add(a, b):\n    return", max_tokens=48, temperature=0.0)
+        batch = [asyncio.ensure_future(pool.complete(longer)) for _ in range(6)]
+        while not any(s.in_flight for s in pool.status() if s.url == first.base_url):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
         first.process.kill()
+        answers = list(await asyncio.gather(*batch))
         first.process.wait()
-        answers = await asyncio.gather(*(pool.complete(request) for _ in range(6)))
+        answers += await asyncio.gather(*(pool.complete(request) for _ in range(6)))
         assert all(a.text for a in answers)
         status = {s.url: s for s in pool.status()}
-        assert not status[first.base_url].healthy and status[second.base_url].served >= served[second.base_url] + 6
+        assert not status[first.base_url].healthy and status[first.base_url].failed >= 1
+        assert status[second.base_url].served >= served[second.base_url] + 9
 
         second.process.kill()
         second.process.wait()
