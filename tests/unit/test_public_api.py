@@ -89,9 +89,13 @@ def test_evals_gates_registry_exports() -> None:
         evals: [
             "HUMANEVAL",
             "Case",
+            "CaseFanout",
+            "CaseJudge",
+            "CaseResult",
             "EvalRunner",
             "EvalStore",
             "GenerationParams",
+            "RayFanout",
             "RunConfig",
             "RunRow",
             "Suite",

@@ -2,7 +2,8 @@
 
 from forgepilot.evals.compare import compare_results, mcnemar, paired_bootstrap
 from forgepilot.evals.metrics import edit_similarity, exact_match, identifier_match, pass_at_k
-from forgepilot.evals.runner import EvalRunner, GenerationParams, RunConfig
+from forgepilot.evals.ray_fanout import RayFanout
+from forgepilot.evals.runner import CaseFanout, CaseJudge, CaseResult, EvalRunner, GenerationParams, RunConfig
 from forgepilot.evals.store import EvalStore, RunRow, open_store
 from forgepilot.evals.suites import HUMANEVAL, Case, Suite, SuiteError, humaneval, load_suite
 from forgepilot.evals.summary import summarize
@@ -10,9 +11,13 @@ from forgepilot.evals.summary import summarize
 __all__ = [
     "HUMANEVAL",
     "Case",
+    "CaseFanout",
+    "CaseJudge",
+    "CaseResult",
     "EvalRunner",
     "EvalStore",
     "GenerationParams",
+    "RayFanout",
     "RunConfig",
     "RunRow",
     "Suite",
