@@ -5,12 +5,12 @@
    (fsync on, started here), with one store object ("one gateway") and with two ("two gateways" on PostgreSQL).
    Events/s and PostgreSQL / SQLite.
 2. Evaluation fan-out: one functional suite on the embedded Gemma 270M model, local (one case at a time) and on a
-   local Ray head with 2 workers: wall times, speed-up, and Ray's overhead per case (the same suite with the fake
-   model, whose answers cost nothing: the difference per case is the fan-out's own cost).
+   local Ray head with 2 workers: wall times and speed-up; then Ray's own cost with the fake model (answers cost
+   nothing) at two suite sizes, split into start-up (workers and their models) and cost per case.
 3. Routing across model servers: requests of one token to one `llama_cpp.server` directly, and to a pool of two
    (least outstanding requests, health probes on): p50 / mean per request and the difference.
 
-    python benchmarks/scale.py [--writers 32] [--events 4000] [--cases 12] [--requests 60] [--out PATH]
+    python benchmarks/scale.py [--writers 32] [--events 4000] [--cases 24] [--requests 60] [--out PATH]
 """
 
 from __future__ import annotations
@@ -144,6 +144,8 @@ def bench_fanout(cases: int, tmp: Path) -> dict[str, Any]:
     gemma = ModelStore(default_state_dir() / "models").ensure(EMBEDDED_MODELS["gemma-3-270m"])
     suite = tmp / "arith.yaml"
     suite.write_text(suite_text(cases), encoding="utf-8")
+    big = tmp / "arith-big.yaml"  # with the fake model, two sizes split Ray's start-up from its cost per case
+    big.write_text(suite_text(cases * 5), encoding="utf-8")
     models = {
         "llamacpp:gemma": {"family": "gemma3", "path": str(gemma)},
         "fake:coder": {"family": "qwen2.5-coder", "provider": "fake"},
@@ -163,12 +165,16 @@ def bench_fanout(cases: int, tmp: Path) -> dict[str, Any]:
     address = f"127.0.0.1:{port}"
     try:
         walls: dict[str, float] = {}
-        for model in ("llamacpp:gemma", "fake:coder"):
-            local = settings(f"local-{model}")
-            walls[f"{model} local"] = eval_wall(local, suite, model)
-            fanned = settings(f"ray-{model}")
+        for model, path, tag in (
+            ("llamacpp:gemma", suite, "gemma"),
+            ("fake:coder", suite, "fake"),
+            ("fake:coder", big, "fake-big"),
+        ):
+            local = settings(f"local-{tag}")
+            walls[f"{tag} local"] = eval_wall(local, path, model)
+            fanned = settings(f"ray-{tag}")
             fanout = RayFanout(address, fanned, fanned.state_dir / "evals.db", workers=2)
-            walls[f"{model} ray"] = eval_wall(fanned, suite, model, fanout)
+            walls[f"{tag} ray"] = eval_wall(fanned, path, model, fanout)
     finally:
         import ray
 
@@ -176,15 +182,25 @@ def bench_fanout(cases: int, tmp: Path) -> dict[str, Any]:
             ray.shutdown()
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)
         shutil.rmtree(temp, ignore_errors=True)
+
+    def slope(kind: str) -> float:  # seconds per extra case, from the two fake-model suite sizes
+        return (walls[f"fake-big {kind}"] - walls[f"fake {kind}"]) / (4 * cases)
+
+    ray_per_case, local_per_case = slope("ray"), slope("local")
     return {
         "cases": cases,
         "ray_workers": 2,
-        "gemma_local_s": round(walls["llamacpp:gemma local"], 2),
-        "gemma_ray_s": round(walls["llamacpp:gemma ray"], 2),
-        "gemma_speedup": round(walls["llamacpp:gemma local"] / walls["llamacpp:gemma ray"], 2),
-        "fake_local_s": round(walls["fake:coder local"], 2),
-        "fake_ray_s": round(walls["fake:coder ray"], 2),
-        "ray_overhead_per_case_ms": round((walls["fake:coder ray"] - walls["fake:coder local"]) / cases * 1000, 1),
+        "gemma_local_s": round(walls["gemma local"], 2),
+        "gemma_ray_s": round(walls["gemma ray"], 2),
+        "gemma_speedup": round(walls["gemma local"] / walls["gemma ray"], 2),
+        "fake_cases": [cases, cases * 5],
+        "fake_local_s": [round(walls["fake local"], 2), round(walls["fake-big local"], 2)],
+        "fake_ray_s": [round(walls["fake ray"], 2), round(walls["fake-big ray"], 2)],
+        "local_per_case_ms": round(local_per_case * 1000, 1),
+        "ray_per_case_ms": round(ray_per_case * 1000, 1),
+        # Worker time Ray adds to each case (two workers run side by side): its cost per case, beyond the case.
+        "ray_overhead_per_case_ms": round((2 * ray_per_case - local_per_case) * 1000, 1),
+        "ray_startup_s": round(walls["fake ray"] - cases * ray_per_case, 2),
     }
 
 
@@ -236,7 +252,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--writers", type=int, default=32)
     parser.add_argument("--events", type=int, default=4000)
-    parser.add_argument("--cases", type=int, default=12)
+    parser.add_argument("--cases", type=int, default=24)
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scale.json")
     args = parser.parse_args()
