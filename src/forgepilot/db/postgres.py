@@ -33,6 +33,9 @@ Migration = tuple[int, str, str]
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 #: Seconds a statement waits for a pooled connection, or a new connection for the server, before giving up.
 CONNECT_TIMEOUT_S = 5.0
+#: Connections one store of one process may hold at once. Five stores per gateway: a gateway uses at most 40 of the
+#: server's ``max_connections`` (100 by default), and holds one per store when idle.
+POOL_SIZE = 8
 
 
 def is_postgres_url(where: object) -> bool:
@@ -167,7 +170,9 @@ def server_version(url: str) -> str:
 class PostgresDatabase:
     """One store's schema in a PostgreSQL database: a connection pool, migrations, exclusive write transactions."""
 
-    def __init__(self, url: str, schema: str, migrations: Sequence[Migration], *, max_connections: int = 16) -> None:
+    def __init__(
+        self, url: str, schema: str, migrations: Sequence[Migration], *, max_connections: int = POOL_SIZE
+    ) -> None:
         if not _SCHEMA_NAME.match(schema):
             raise ValueError(f"bad schema name {schema!r}")
         self.url = url

@@ -11,6 +11,7 @@ another gateway, which must find it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
@@ -34,6 +35,8 @@ from forgepilot.monitor.types import (
     SeriesPoint,
     ServedCompletion,
 )
+
+_log = logging.getLogger("forgepilot.monitor")
 
 MIGRATIONS: list[Migration] = [
     (
@@ -772,5 +775,8 @@ class MonitorStore(DatabaseStore):
         if self._writer is not None:
             self._writer.join(timeout=5)
         if not self._closed:
-            self.flush()
+            try:
+                self.flush()
+            except DatabaseUnavailable as exc:  # shutting down while the shared server is away: say what is lost
+                _log.warning("%d completions not written at shutdown: %s", len(self._pending), exc.one_line())
         super().close()
