@@ -8,11 +8,15 @@ machine that is a given; across machines, mount them on a shared filesystem, and
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any, TypeVar
 
-from forgepilot.errors import MissingExtra, UserError
+from forgepilot.errors import MissingExtra, UserError, first_line
 
+K = TypeVar("K")
 #: How often Ray restarts a dead worker, and resends the work it died holding.
 RESTARTS = 3
 
@@ -49,9 +53,8 @@ def connect(address: str) -> Any:
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
-            f"cannot join the Ray cluster at {address!r}: {first}",
+            f"cannot join the Ray cluster at {address!r}: {first_line(exc)}",
             hint="start one with `ray start --head`, or pass its address (HOST:6379)",
         ) from None
     return ray
@@ -91,6 +94,40 @@ class RayWorkers:
             remote = worker_actor(self.ray, cls)
             self.actors = [remote.remote(*args) for _ in range(worker_count(self.ray, self.workers))]
         return self.actors
+
+    def deal(self, method: str, jobs: Iterable[tuple[K, tuple[Any, ...]]]) -> dict[Any, K]:
+        """Each job's arguments sent to ``method`` of the started actors in turn; the calls' refs, by job key."""
+        return {
+            getattr(self.actors[n % len(self.actors)], method).remote(*args): key for n, (key, args) in enumerate(jobs)
+        }
+
+    async def finished(self, refs: dict[Any, K]) -> AsyncIterator[tuple[K, Any]]:
+        """Each call's key and result as it finishes; calls still running when the caller stops are cancelled."""
+        futures = {asyncio.wrap_future(ref.future()): ref for ref in refs}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    yield refs[futures[future]], future.result()
+        finally:
+            self._cancel(futures[f] for f in pending)
+
+    def finished_sync(self, refs: dict[Any, K]) -> Iterator[tuple[K, Any]]:
+        """``finished`` for a caller without an event loop."""
+        pending = list(refs)
+        try:
+            while pending:
+                done, pending = self.ray.wait(pending, num_returns=1)
+                for ref in done:
+                    yield refs[ref], self.ray.get(ref)
+        finally:
+            self._cancel(pending)
+
+    def _cancel(self, refs: Iterable[Any]) -> None:
+        for ref in refs:  # interrupted: nothing more is computed for this run
+            with contextlib.suppress(Exception):
+                self.ray.cancel(ref)
 
     def worker_pids(self) -> list[int]:
         return [int(p) for p in self.ray.get([a.pid.remote() for a in self.actors])]

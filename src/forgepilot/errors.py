@@ -48,6 +48,12 @@ class ForgePilotError(Exception):
         return text
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a third-party exception's message (its name when it has none), for a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class UserError(ForgePilotError):
     exit_code = 2
     kind = "invalid_request_error"

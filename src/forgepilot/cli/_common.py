@@ -8,8 +8,9 @@ import sys
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
@@ -17,6 +18,17 @@ from forgepilot.backends.embedded import ProgressFn
 from forgepilot.config import Settings, load_settings
 
 T = TypeVar("T")
+
+#: The fan-out options of `eval run`, `dataset build` and `dataset distill`.
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray", help="Fan the work out over a Ray cluster: 'auto' (the one `ray start` runs here) or HOST:PORT."
+    ),
+]
+RayWorkerCount = Annotated[
+    int | None, typer.Option("--ray-workers", min=1, help="Ray workers (default: one per CPU of the cluster).")
+]
 
 # Data goes to stdout; everything for people (progress, notes, errors) goes to stderr.
 out = Console(highlight=False, soft_wrap=True)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from forgepilot.cli._common import err, out, print_json, settings
+from forgepilot.cli._common import RayAddress, RayWorkerCount, err, out, print_json, settings
 from forgepilot.cli.index import stage_progress
 from forgepilot.errors import UserError
 
@@ -35,13 +35,8 @@ def build(
     split_by: Annotated[str | None, typer.Option(help="file or repository.")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore the journal of an interrupted build.")] = False,
     max_files: Annotated[int | None, typer.Option(help="At most this many files per repository.")] = None,
-    ray: Annotated[
-        str | None,
-        typer.Option(help="Build the files on a Ray cluster: 'auto' (the one `ray start` runs here) or HOST:PORT."),
-    ] = None,
-    ray_workers: Annotated[
-        int | None, typer.Option(min=1, help="Ray workers (default: one per CPU of the cluster).")
-    ] = None,
+    ray: RayAddress = None,
+    ray_workers: RayWorkerCount = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
     """Build a dataset: instances through the serving context and prompts, gates, hygiene, splits, formats, card."""
@@ -126,13 +121,8 @@ def distill(
     suites: Annotated[
         list[Path] | None, typer.Option("--suite", help="Evaluation suites to decontaminate against (repeatable).")
     ] = None,
-    ray: Annotated[
-        str | None,
-        typer.Option(help="Distil on a Ray cluster: 'auto' (the one `ray start` runs here) or HOST:PORT."),
-    ] = None,
-    ray_workers: Annotated[
-        int | None, typer.Option(min=1, help="Ray workers (default: one per CPU of the cluster).")
-    ] = None,
+    ray: RayAddress = None,
+    ray_workers: RayWorkerCount = None,
 ) -> None:
     """OSS-Instruct distillation: teacher-written problems and solutions, kept only when their tests pass."""
     from forgepilot.backends.resolve import open_backend

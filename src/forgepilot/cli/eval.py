@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from forgepilot.cli._common import err, out, print_json, run, settings
+from forgepilot.cli._common import RayAddress, RayWorkerCount, err, out, print_json, run, settings
 from forgepilot.cli.index import stage_progress
 from forgepilot.errors import Cancelled, UserError
 
@@ -65,13 +65,8 @@ def run_(
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N cases.")] = None,
     concurrency: Annotated[int, typer.Option(help="Cases in flight at once.")] = 1,
-    ray: Annotated[
-        str | None,
-        typer.Option(help="Run the cases on a Ray cluster: 'auto' (the one `ray start` runs here) or HOST:PORT."),
-    ] = None,
-    ray_workers: Annotated[
-        int | None, typer.Option(min=1, help="Ray workers (default: one per CPU of the cluster).")
-    ] = None,
+    ray: RayAddress = None,
+    ray_workers: RayWorkerCount = None,
     workers: Annotated[int | None, typer.Option(help="Sandbox workers (default: one per CPU).")] = None,
     label: Annotated[str | None, typer.Option(help="A name for the run in listings.")] = None,
     resume: Annotated[
@@ -132,11 +127,11 @@ def run_(
 
             fanout = None
             if ray is not None:
-                from forgepilot.db import store_location
                 from forgepilot.evals.ray_fanout import RayFanout
+                from forgepilot.evals.store import evals_db
 
                 index_dir = s.state_dir / "index" if workspace is not None else None
-                where = store_location(s.state_dir, "evals.db", s.database_url)
+                where = evals_db(s.state_dir, s.database_url)
                 fanout = RayFanout(ray, s, where, index_dir=index_dir, workers=ray_workers)
             runner = EvalRunner(
                 s,

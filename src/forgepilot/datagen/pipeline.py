@@ -116,7 +116,7 @@ class DatasetBuilder:
         self.fanout = fanout
 
     # -- per repository --------------------------------------------------------------------------------------
-    def _scan_settings(self) -> ScanSettings:
+    def scan_settings(self) -> ScanSettings:
         return ScanSettings(max_file_bytes=self.ds.max_file_bytes, max_line_chars=self.settings.index.max_line_chars)
 
     def _index(self, root: Path, timer: StageTimer) -> None:
@@ -169,7 +169,7 @@ class DatasetBuilder:
                     {"repository": repo_name, "root": str(root), "commit": commit, "dirty": dirty, "licence": licence}
                 )
                 with timer.stage("scan"):
-                    entries = list(scan(root, self._scan_settings()))
+                    entries = list(scan(root, self.scan_settings()))
                 candidates = [e for e in entries if isinstance(e, Candidate)]
                 if options.max_files is not None:
                     candidates = candidates[: options.max_files]
@@ -258,7 +258,7 @@ class DatasetBuilder:
     ) -> Iterator[tuple[int, Candidate, FileResult]]:
         """Each file of ``todo`` built in this process (with the build's own redactor and timer)."""
         paths = RepoFiles(c.path for c in candidates)
-        load = self._loader(root, repo_name, redactor)
+        load = self.loader(root, repo_name, redactor)
         for i, cand in todo:
             yield i, cand, self.file_result(root, repo_name, cand, paths, load, redactor, kinds, timer)
 
@@ -281,7 +281,7 @@ class DatasetBuilder:
             return FileResult([], file_rejected, f"{type(exc).__name__}: {exc}")
         return FileResult(made, file_rejected)
 
-    def _loader(self, root: Path, repo_name: str, redactor: Redactor) -> Callable[[str], SourceFile | None]:
+    def loader(self, root: Path, repo_name: str, redactor: Redactor) -> Callable[[str], SourceFile | None]:
         """Files a test file points at (its focal files), loaded on demand and kept in a small cache."""
         cache: dict[str, SourceFile | None] = {}
 
@@ -304,7 +304,7 @@ class DatasetBuilder:
             data = (root / path).read_bytes()
         except OSError:
             return None
-        if len(data) > self.ds.max_file_bytes or content_skip(data, self._scan_settings()) is not None:
+        if len(data) > self.ds.max_file_bytes or content_skip(data, self.scan_settings()) is not None:
             return None
         text = data.decode("utf-8", errors="replace")
         if self.ds.redact_secrets:
@@ -326,7 +326,7 @@ class DatasetBuilder:
         if cand.language.grammar is None:
             return []
         data = (root / cand.path).read_bytes()
-        skip = content_skip(data, self._scan_settings())
+        skip = content_skip(data, self.scan_settings())
         if skip is not None:
             rejected.add(f"file:{skip[0]}", "file")
             return []

@@ -11,8 +11,6 @@ sent again. Distillation is the same with seeds: each worker asks the teacher an
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
@@ -40,7 +38,7 @@ class FileWorker(cluster.WorkerProcess):
         """The repository's file set, as the driver's scan has it (scanned again here: same files, same rules)."""
         key = (str(root), max_files)
         if key not in self._repos:
-            found = [e for e in scan(root, self.builder._scan_settings()) if isinstance(e, Candidate)]
+            found = [e for e in scan(root, self.builder.scan_settings()) if isinstance(e, Candidate)]
             self._repos[key] = RepoFiles(c.path for c in found[:max_files])
         return self._repos[key]
 
@@ -50,7 +48,7 @@ class FileWorker(cluster.WorkerProcess):
         known = set(self.redactor.values)
         timer = StageTimer()
         paths = self._paths(Path(root), max_files)
-        load = self.builder._loader(Path(root), repo_name, self.redactor)
+        load = self.builder.loader(Path(root), repo_name, self.redactor)
         result = self.builder.file_result(Path(root), repo_name, cand, paths, load, self.redactor, set(kinds), timer)
         result.secrets = {k: v for k, v in self.redactor.values.items() if k not in known}
         result.seconds = timer.seconds
@@ -71,22 +69,12 @@ class RayFileFanout(cluster.RayWorkers):
     ) -> Iterator[tuple[int, Candidate, FileResult]]:  # fmt: skip
         if not todo:
             return
-        actors = self.start(FileWorker, self.settings, self.model)
-        refs = {
-            actors[n % len(actors)].file.remote(str(root), repo_name, cand, max_files, list(kinds)): (i, cand)
-            for n, (i, cand) in enumerate(todo)
-        }
-        pending = list(refs)
-        try:
-            while pending:
-                done, pending = self.ray.wait(pending, num_returns=1)
-                for ref in done:
-                    i, cand = refs[ref]
-                    yield i, cand, self.ray.get(ref)
-        finally:
-            for ref in pending:  # interrupted: nothing more is built for this run
-                with contextlib.suppress(Exception):
-                    self.ray.cancel(ref)
+        self.start(FileWorker, self.settings, self.model)
+        refs = self.deal(
+            "file", [((i, cand), (str(root), repo_name, cand, max_files, list(kinds))) for i, cand in todo]
+        )
+        for (i, cand), result in self.finished_sync(refs):
+            yield i, cand, result
 
 
 class DistillWorker(cluster.WorkerProcess):
@@ -120,15 +108,9 @@ class RaySeedFanout(cluster.RayWorkers):
     async def seeds(self, seeds: Sequence[Seed]) -> AsyncIterator[tuple[int, SeedOutcome]]:
         if not seeds:
             return
-        actors = self.start(DistillWorker, self.settings, self.teacher, self.max_tokens)
-        futures = {
-            asyncio.wrap_future(actors[i % len(actors)].seed.remote(seed).future()): i for i, seed in enumerate(seeds)
-        }
-        pending = set(futures)
+        self.start(DistillWorker, self.settings, self.teacher, self.max_tokens)
         try:
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for future in done:
-                    yield futures[future], future.result()
+            async for i, outcome in self.finished(self.deal("seed", [(i, (seed,)) for i, seed in enumerate(seeds)])):
+                yield i, outcome
         finally:
             self.close()

@@ -14,6 +14,7 @@ A server that cannot be reached raises ``DatabaseUnavailable`` (the gateway's 50
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import threading
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from forgepilot.errors import DatabaseUnavailable, MissingExtra
+from forgepilot.errors import DatabaseUnavailable, MissingExtra, first_line
 
 if TYPE_CHECKING:
     import psycopg
@@ -153,6 +154,13 @@ def _import_psycopg() -> tuple[Any, Any]:
     return psycopg, psycopg_pool
 
 
+def _cannot_connect(url: str, why: str | None = None) -> DatabaseUnavailable:
+    return DatabaseUnavailable(
+        f"cannot connect to PostgreSQL at {redact(url)}" + (f": {why}" if why else ""),
+        hint="check that the server runs and FORGEPILOT_DATABASE_URL is right (user, password, database)",
+    )
+
+
 def server_version(url: str) -> str:
     """The version of the PostgreSQL server at ``url`` (changes nothing there); DatabaseUnavailable if none."""
     psycopg, _ = _import_psycopg()
@@ -160,11 +168,7 @@ def server_version(url: str) -> str:
         with psycopg.connect(url, connect_timeout=5) as conn:
             return str(conn.execute("SHOW server_version").fetchone()[0])
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnavailable(
-            f"cannot connect to PostgreSQL at {redact(url)}: {first}",
-            hint="check that the server runs and FORGEPILOT_DATABASE_URL is right (user, password, database)",
-        ) from None
+        raise _cannot_connect(url, first_line(exc)) from None
 
 
 class PostgresDatabase:
@@ -198,10 +202,7 @@ class PostgresDatabase:
             pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
         except self._pool_timeout:
             pool.close()
-            raise DatabaseUnavailable(
-                f"cannot connect to PostgreSQL at {redact(url)}",
-                hint="check that the server runs and FORGEPILOT_DATABASE_URL is right (user, password, database)",
-            ) from None
+            raise _cannot_connect(url) from None
         self.migrate(migrations)
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
@@ -231,9 +232,8 @@ class PostgresDatabase:
         try:
             yield
         except (self._psycopg.OperationalError, self._pool_timeout) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DatabaseUnavailable(
-                f"PostgreSQL at {redact(self.url)} is unavailable: {first}",
+                f"PostgreSQL at {redact(self.url)} is unavailable: {first_line(exc)}",
                 hint="nothing was written; retry when the server is back",
             ) from exc
 
@@ -245,7 +245,7 @@ class PostgresDatabase:
             yield self.conn
             return
         with (
-            self._lock if exclusive else _NO_LOCK,
+            self._lock if exclusive else contextlib.nullcontext(),
             self._unavailable_as_error(),
             self._pool.connection() as conn,
             conn.transaction(),
@@ -294,14 +294,3 @@ class PostgresDatabase:
 
     def close(self) -> None:
         self._pool.close()
-
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()

@@ -12,8 +12,6 @@ case that finished was already recorded, and one that did not is simply run agai
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,22 +67,10 @@ class RayFanout(cluster.RayWorkers):
     ) -> AsyncIterator[tuple[int, str, CaseResult]]:
         if not todo:
             return
-        actors = self.start(CaseWorker, self.settings, self.store_where, self.index_dir, suite, config, identity)
-        futures: dict[asyncio.Future[Any], tuple[int, str]] = {}
-        refs = []
-        for n, (position, case) in enumerate(todo):
-            ref = actors[n % len(actors)].case.remote(case)
-            refs.append(ref)
-            futures[asyncio.wrap_future(ref.future())] = (position, case.id)
+        self.start(CaseWorker, self.settings, self.store_where, self.index_dir, suite, config, identity)
+        refs = self.deal("case", [((position, case.id), (case,)) for position, case in todo])
         try:
-            pending = set(futures)
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for future in done:
-                    position, case_id = futures[future]
-                    yield position, case_id, future.result()
+            async for (position, case_id), result in self.finished(refs):
+                yield position, case_id, result
         finally:
-            for ref in refs:  # interrupted: nothing more is computed for this run
-                with contextlib.suppress(Exception):
-                    self.ray.cancel(ref)
             self.close()

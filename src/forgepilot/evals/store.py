@@ -290,6 +290,10 @@ class EvalStore(DatabaseStore):
             )
 
 
+def evals_db(state_dir: Path, database_url: str | None = None) -> Path | str:
+    """Where the evaluation store lives: ``STATE/evals.db``, or the shared database at ``database_url``."""
+    return store_location(state_dir, "evals.db", database_url)
+
+
 def open_store(state_dir: Path, database_url: str | None = None) -> EvalStore:
-    """The evaluation store: ``STATE/evals.db``, or the shared database at ``database_url``."""
-    return EvalStore(store_location(state_dir, "evals.db", database_url))
+    return EvalStore(evals_db(state_dir, database_url))

@@ -12,8 +12,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from forgepilot.gateway.bucket import TokenBucket
 from forgepilot.gateway.errors import HTTPError
 from forgepilot.gateway.store import ApiKey, GatewayStore
 
@@ -25,12 +25,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    stamp: float
 
 
 class RateLimiter:
@@ -49,7 +43,7 @@ class RateLimiter:
         self.per_minute = per_minute
         self.max_callers = max_callers
         self._clock = clock
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -67,20 +61,15 @@ class RateLimiter:
         if limit <= 0:
             return
         now = self._clock()
-        rate = limit / 60.0
         with self._lock:
             self._evict(now)
             bucket = self._buckets.get(caller)
             if bucket is None:
-                bucket = self._buckets[caller] = _Bucket(float(limit), now)
+                bucket = self._buckets[caller] = TokenBucket(float(limit), now)
             self._buckets.move_to_end(caller)
-            bucket.tokens = min(float(limit), bucket.tokens + (now - bucket.stamp) * rate)
-            bucket.stamp = now
-            if bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
-                return
-            wait = (1.0 - bucket.tokens) / rate
-        raise rate_limited(limit, wait)
+            wait = bucket.spend(now, limit)
+        if wait is not None:
+            raise rate_limited(limit, wait)
 
 
 def rate_limited(limit: int, wait_s: float) -> HTTPError:

@@ -16,6 +16,7 @@ from typing import Literal
 
 from forgepilot.db import DatabaseStore, Migration, store_location
 from forgepilot.errors import UserError
+from forgepilot.gateway.bucket import TokenBucket
 
 KEY_PREFIX = "fp-"
 
@@ -182,7 +183,6 @@ class GatewayStore(DatabaseStore):
     def take_token(self, caller: str, per_minute: int, now: float) -> float | None:
         """Spend one request from ``caller``'s token bucket (``per_minute`` a minute, bursts as large), shared by
         every process on this database; None when allowed, else the seconds until a token is back."""
-        rate = per_minute / 60.0
         lock_row = " FOR UPDATE" if self.dialect == "postgresql" else ""
         with self.transaction(exclusive=False) as conn:
             conn.execute(
@@ -191,15 +191,12 @@ class GatewayStore(DatabaseStore):
             )
             query = f"SELECT tokens, stamp FROM rate_buckets WHERE caller = ?{lock_row}"
             row = conn.execute(query, (caller,)).fetchone()
-            # Clocks of several hosts differ a little: never refill backwards.
-            stamp = max(now, row[1])
-            tokens = min(float(per_minute), row[0] + (stamp - row[1]) * rate)
-            allowed = tokens >= 1.0
+            bucket = TokenBucket(row[0], row[1])
+            wait = bucket.spend(now, per_minute)
             conn.execute(
-                "UPDATE rate_buckets SET tokens = ?, stamp = ? WHERE caller = ?",
-                (tokens - 1.0 if allowed else tokens, stamp, caller),
+                "UPDATE rate_buckets SET tokens = ?, stamp = ? WHERE caller = ?", (bucket.tokens, bucket.stamp, caller)
             )
-        return None if allowed else (1.0 - tokens) / rate
+        return wait
 
     def drop_idle_buckets(self, before: float) -> int:
         """Forget buckets untouched since ``before`` (a full bucket is no different from a missing one)."""
