@@ -78,14 +78,16 @@ def hole_key(case: Any) -> str:
     return hashlib.sha256(json.dumps([*where, case.expected]).encode()).hexdigest()[:20]
 
 
-def holes_for(language: str, count: int, state: Path, builder: Any) -> tuple[Any, list[dict[str, Any]]]:
-    """The suite of ``count`` holes of ``language`` (a stable-hash sample), cut and indexed by ``builder``."""
+def holes_for(language: str, count: int, work: Path, builder: Any, rebuild: bool) -> tuple[Any, list[dict[str, Any]]]:
+    """The suite of ``count`` holes of ``language`` (a stable-hash sample), cut and indexed by ``builder`` once
+    into ``work`` (later runs reuse the holes and the index: the same holes whatever the serving settings)."""
     from forgepilot.datagen.pipeline import BuildOptions
     from forgepilot.evals.suites import Suite, load_suite
 
     roots = [fetch(*repo) for repo in REPOS[language]]
-    out = state / f"dataset-{language}"
-    builder.build(roots, BuildOptions(out=out, kinds=("crossfile_line", "crossfile_api"), resume=False))
+    out = work / f"dataset-{language}"
+    if rebuild or not (out / "card.json").is_file():  # pinned releases: what was built and indexed stays valid
+        builder.build(roots, BuildOptions(out=out, kinds=("crossfile_line", "crossfile_api"), resume=False))
     full = load_suite(out)
     ranked = sorted(full.cases, key=hole_key)[:count]
     sha = hashlib.sha256(("".join(c.id for c in ranked)).encode()).hexdigest()
@@ -146,6 +148,71 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, int]:
     return {"better": better, "worse": worse}
 
 
+def apply_settings(settings: Any, assignments: list[str]) -> Any:
+    """A copy of ``settings`` with ``SECTION.KEY=VALUE`` assignments (JSON values) applied."""
+    settings = settings.model_copy(deep=True)
+    for assignment in assignments:
+        key, _, value = assignment.partition("=")
+        section, _, name = key.strip().partition(".")
+        part = getattr(settings, section)
+        setattr(settings, section, part.model_copy(update={name: json.loads(value)}))
+    return settings
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    """``LABEL`` or ``LABEL=SECTION.KEY=VALUE;SECTION.KEY=VALUE``."""
+    label, _, rest = text.partition("=")
+    return label, [a for a in rest.split(";") if a.strip()] if rest else []
+
+
+def run_variant(
+    settings: Any, workspace: Any, suite: Any, model: str, store: Any, sources: tuple[str, ...], args: Any
+) -> dict[str, Any]:
+    """All sources, in-file only and each source switched off, under one set of settings."""
+    configs: dict[str, tuple[str, ...]] = {"all sources": sources}
+    if not args.context_only:
+        configs["in-file only"] = ()
+    if not args.no_ablate:
+        configs |= {f"without {s}": tuple(x for x in sources if x != s) for s in sources}
+    runs = {label: run_config(settings, workspace, suite, model, srcs, store) for label, srcs in configs.items()}
+    base, none = runs["all sources"], runs.get("in-file only")
+    return {
+        "relative_em_gain": round((base["em"] - none["em"]) / none["em"], 4) if none and none["em"] else None,
+        "es_gain": round(base["es"] - none["es"], 4) if none else None,
+        "context_vs_in_file": compare(base, none) if none else None,
+        "sources": {
+            s: {
+                "em_change_when_off": round(runs[f"without {s}"]["em"] - base["em"], 4),
+                "es_change_when_off": round(runs[f"without {s}"]["es"] - base["es"], 4),
+                "holes_it_won": compare(base, runs[f"without {s}"])["better"],
+                "holes_it_lost": compare(base, runs[f"without {s}"])["worse"],
+            }
+            for s in sources
+            if f"without {s}" in runs
+        },
+        "runs": runs,
+    }
+
+
+def print_variant(label: str, entry: dict[str, Any]) -> None:
+    print(f"  variant {label}")
+    print(f"  {'configuration':<22}{'EM':>8}{'ES':>8}{'id EM':>8}{'p50 s':>8}{'wall s':>8}")
+    for name, r in entry["runs"].items():
+        p50 = f"{r['latency_p50_s']:.2f}" if r["latency_p50_s"] is not None else "-"
+        print(f"  {name:<22}{r['em']:>8}{r['es']:>8}{r['id_em']:>8}{p50:>8}{r['wall_s']:>8}")
+    cmp = entry["context_vs_in_file"]
+    if cmp is not None:
+        print(
+            f"  context over in-file: relative EM {entry['relative_em_gain']} (goal >= +0.25), "
+            f"ES {entry['es_gain']:+}; {cmp['better']} holes better, {cmp['worse']} worse"
+        )
+    for s, c in entry["sources"].items():
+        print(
+            f"    {s:<10} off: EM {c['em_change_when_off']:+.4f}, ES {c['es_change_when_off']:+.4f}; "
+            f"won {c['holes_it_won']}, lost {c['holes_it_lost']}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--holes", type=int, default=100)
@@ -159,6 +226,12 @@ def main() -> None:
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="a setting for every run, e.g. context.related_max=3 (JSON values; repeatable)",
     )  # fmt: skip
+    parser.add_argument(
+        "--variant", action="append", default=[], metavar="LABEL[=SECTION.KEY=VALUE;...]",
+        help="settings compared on the same holes, each run with and without context (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--work", type=Path, default=CACHE / "crossfile-work", help="holes and index, kept")
+    parser.add_argument("--rebuild", action="store_true", help="cut the holes and index the sources again")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/crossfile.json")
     args = parser.parse_args()
 
@@ -169,37 +242,27 @@ def main() -> None:
     from forgepilot.datagen.pipeline import open_builder
     from forgepilot.evals.store import EvalStore
 
-    result: dict[str, Any] = {"label": args.label, "cpus": os.cpu_count(), "languages": {}}
+    result: dict[str, Any] = {"label": args.label, "cpus": os.cpu_count(), "settings": args.set, "languages": {}}
+    variants = [parse_variant(v) for v in args.variant] or [("default", [])]
+    result["variants"] = {label: assignments for label, assignments in variants}
+    base = load_settings()
+    models_dir = base.models_dir
+    work = args.work
+    (work / "fp").mkdir(parents=True, exist_ok=True)
+    if not (work / "fp" / "models").exists():
+        (work / "fp" / "models").symlink_to(models_dir, target_is_directory=True)
+    base.state_dir = work / "fp"
+    base = apply_settings(base, args.set)
+    model = args.model or base.assist.fast or base.default_model
+    result["model"] = model
     with tempfile.TemporaryDirectory(prefix="fp-bench-crossfile-") as tmp:
-        state = Path(tmp)
-        settings = load_settings()
-        for assignment in args.set:
-            key, _, value = assignment.partition("=")
-            section, _, name = key.partition(".")
-            part = getattr(settings, section)
-            setattr(settings, section, part.model_copy(update={name: json.loads(value)}))
-        result["settings"] = args.set
-        models_dir = settings.models_dir
-        settings.state_dir = state / "fp"
-        settings.state_dir.mkdir(parents=True)
-        (settings.state_dir / "models").symlink_to(models_dir, target_is_directory=True)
-        model = args.model or settings.assist.fast or settings.default_model
-        result["model"] = model
-        store = EvalStore(state / "evals.db")
-        builder = open_builder(settings, model)  # one workspace (index) for every language's repositories
+        store = EvalStore(Path(tmp) / "evals.db")
+        # The holes are cut once with the default settings: every variant is judged on the same ones.
+        builder = open_builder(load_settings().model_copy(update={"state_dir": work / "fp"}), model)
         workspace = builder.workspace
         for language in [x for x in args.languages.split(",") if x]:
-            suite, repos = holes_for(language, args.holes, state, builder)
+            suite, repos = holes_for(language, args.holes, work, builder, args.rebuild)
             sources = tuple(x for x in args.sources.split(",") if x) if args.sources else SOURCES
-            configs: dict[str, tuple[str, ...]] = {"all sources": sources}
-            if not args.context_only:
-                configs["in-file only"] = ()
-            if not args.no_ablate:
-                configs |= {f"without {s}": tuple(x for x in sources if x != s) for s in sources}
-            runs = {
-                label: run_config(settings, workspace, suite, model, srcs, store) for label, srcs in configs.items()
-            }
-            base, none = runs["all sources"], runs.get("in-file only")
             entry: dict[str, Any] = {
                 "repositories": repos,
                 "holes": len(suite.cases),
@@ -207,41 +270,20 @@ def main() -> None:
                     k: sum(1 for c in suite.cases if c.slices.get("task") == k)
                     for k in ("crossfile_line", "crossfile_api")
                 },
-                "relative_em_gain": round((base["em"] - none["em"]) / none["em"], 4) if none and none["em"] else None,
-                "context_vs_in_file": compare(base, none) if none else None,
-                "sources": {
-                    s: {
-                        "em_change_when_off": round(runs[f"without {s}"]["em"] - base["em"], 4),
-                        "es_change_when_off": round(runs[f"without {s}"]["es"] - base["es"], 4),
-                        "holes_it_won": compare(base, runs[f"without {s}"])["better"],
-                        "holes_it_lost": compare(base, runs[f"without {s}"])["worse"],
-                    }
-                    for s in sources
-                    if f"without {s}" in runs
-                },
-                "runs": runs,
+                "variants": {},
                 "targets": {
                     hole_key(c): {"target": c.expected, "path": c.input["path"], "repository": c.input["repository"]}
                     for c in suite.cases
                 },
             }
-            result["languages"][language] = entry
             print(f"\n{language}: {entry['holes']} cross-file holes from " + ", ".join(r["name"] for r in repos))
-            print(f"{'configuration':<22}{'EM':>8}{'ES':>8}{'id EM':>8}{'p50 s':>8}{'wall s':>8}")
-            for label, r in runs.items():
-                p50 = f"{r['latency_p50_s']:.2f}" if r["latency_p50_s"] is not None else "-"
-                print(f"{label:<22}{r['em']:>8}{r['es']:>8}{r['id_em']:>8}{p50:>8}{r['wall_s']:>8}")
-            cmp = entry["context_vs_in_file"]
-            if cmp is not None:
-                print(
-                    f"context over in-file: relative EM {entry['relative_em_gain']} (goal >= +0.25); "
-                    f"{cmp['better']} holes better, {cmp['worse']} worse"
-                )
-            for s, c in entry["sources"].items():
-                print(
-                    f"  {s:<10} off: EM {c['em_change_when_off']:+.4f}, ES {c['es_change_when_off']:+.4f}; "
-                    f"won {c['holes_it_won']}, lost {c['holes_it_lost']}"
-                )
+            for label, assignments in variants:
+                settings = apply_settings(base, assignments)
+                entry["variants"][label] = run_variant(settings, workspace, suite, model, store, sources, args)
+                print_variant(label, entry["variants"][label])
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                result["languages"][language] = entry
+                args.out.write_text(json.dumps(result, indent=1) + "\n")  # what is done so far survives a stop
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\nwrote {args.out}", file=sys.stderr)

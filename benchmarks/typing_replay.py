@@ -3,16 +3,20 @@
 For each recent commit (no merges) that adds source lines, the repository is checked out at the commit's parent and
 indexed (incrementally: consecutive commits re-index a few files), so context never holds the code being typed.
 Each added block (a diff hunk, up to ``--max-chars``) is then typed into the commit's version of its file (with the
-block taken out) at a writer's pace, and the assistant is asked where a typist pauses (after a space, a bracket, a
-dot, a comma, an operator or a line break): what the LSP server's debounce turns into a request. A suggestion the
-typist would then have typed is accepted (its characters are saved and skipped).
+block taken out), in real time: the editor opens the file (the LSP server's ``didOpen`` warms the model's cache,
+``--open-s`` before the typist reaches the spot), the typist types ``--cps`` characters a second, and where they
+pause (after a space, a bracket, a dot, a comma, an operator or a line break) the LSP client's debounce
+(``--debounce-ms``) turns the pause into a request, which the typist waits for. The part of a suggestion that the
+typist then types (cut at a word's end) is accepted: its characters are saved and skipped. Background work
+(warming) runs while the typist types, as it would in an editor.
 
 Reports per model tier, with and without repository context: latency p50 / p95 after a keystroke, the first
 request at a new spot (cold), and characters saved per 100 typed. Latencies are the serving path's own
-(context, model, post-processing), measured one request at a time on this machine.
+(context, model, post-processing), from the request to its answer, on this machine.
 
     python benchmarks/typing_replay.py --repo PATH [--commits 40] [--hunks 20] [--max-chars 240]
-                                [--models M1,M2] [--context both|on|off] [--label NAME] [--out PATH]
+                                [--models M1,M2] [--context both|on|off] [--cps 5] [--debounce-ms 75]
+                                [--open-s 2] [--label NAME] [--out PATH]
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSIONS = (".py", ".js", ".ts", ".go", ".java")
 PAUSES = set(" \t\n(.,=:[{")
+_WORD_END = re.compile(r"\W")
 _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 
 
@@ -95,11 +100,13 @@ class Tally:
     typed: int = 0
     saved: int = 0
     accepted: int = 0
+    whole: int = 0
 
     def record(self) -> dict[str, Any]:
         return {
             "requests": len(self.cold) + len(self.warm),
             "accepted": self.accepted,
+            "accepted_whole": self.whole,
             "latency_p50_s": percentile(self.warm, 50),
             "latency_p95_s": percentile(self.warm, 95),
             "cold_p50_s": percentile(self.cold, 50),
@@ -119,50 +126,93 @@ def open_files(tree: Path, path: str) -> list[Any]:
     return [OpenFile(str(p), p.read_text(encoding="utf-8", errors="replace")) for p in siblings]
 
 
-async def replay(assistant: Any, hunks: list[Hunk], tree: Path, model: str, context: bool, tally: Tally) -> None:
-    """Type each hunk, asking at every pause; accept a suggestion the typist then types."""
+def accepted_part(suggestion: str, upcoming: str) -> int:
+    """How much of ``suggestion`` the typist takes: all of it when they type all of it next, else the part they
+    then type, up to the end of its last whole word (an editor's accept-word), when that is 3 characters or more."""
+    if upcoming.startswith(suggestion):
+        return len(suggestion)
+    n = 0
+    while n < min(len(suggestion), len(upcoming)) and suggestion[n] == upcoming[n]:
+        n += 1
+    while n > 0 and not _WORD_END.match(suggestion[n]) and not _WORD_END.match(suggestion[n - 1]):
+        n -= 1  # inside a word: back to its start
+    return n if n >= 3 else 0
+
+
+async def replay(
+    assistant: Any, hunks: list[Hunk], tree: Path, model: str, context: bool, tally: Tally, pace: Pace
+) -> None:
+    """Type each hunk in real time, asking at every pause; accept what of a suggestion the typist then types."""
     from forgepilot.assist import CompletionInput
     from forgepilot.context import Document
 
+    opened: set[str] = set()
     for hunk in hunks:
         recent = open_files(tree, hunk.path)
         target = hunk.block
+        path = str(tree / hunk.path)
+        if path not in opened and pace.open_s > 0:
+            opened.add(path)
+            # The editor opens the file (LSP didOpen: the server warms the cache at the top of the file) and the
+            # typist moves to the spot.
+            warm = getattr(assistant.completions, "warm_later", None)
+            if warm is not None and context:
+                doc = Document.at(path, hunk.before + hunk.after, offset=0)
+                warm(CompletionInput(document=doc, recent=recent, model=model, context=context))
+            await asyncio.sleep(pace.open_s)
         i, first = 0, True
         while i < len(target):
-            doc = Document.at(str(tree / hunk.path), hunk.before + target[:i] + hunk.after, offset=len(hunk.before) + i)
+            await asyncio.sleep(pace.debounce_s)
+            doc = Document.at(path, hunk.before + target[:i] + hunk.after, offset=len(hunk.before) + i)
             t = time.perf_counter()
             result = await assistant.completions.complete(
                 CompletionInput(document=doc, recent=recent, model=model, context=context)
             )
             (tally.cold if first else tally.warm).append(time.perf_counter() - t)
             first = False
-            if result.text and target[i:].startswith(result.text):
+            taken = accepted_part(result.text, target[i:]) if result.text else 0
+            if taken:
                 tally.accepted += 1
-                tally.saved += len(result.text)
-                i += len(result.text)
+                tally.whole += taken == len(result.text)
+                tally.saved += taken
+                i += taken
                 continue
             j = i + 1  # the typist types on to the next pause
             while j < len(target) and target[j - 1] not in PAUSES:
                 j += 1
             tally.typed += j - i
+            await asyncio.sleep((j - i) / pace.cps)
             i = j
 
 
-def run(settings: Any, hunks: list[Hunk], tree: Path, model: str, context: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Pace:
+    cps: float = 5.0
+    debounce_s: float = 0.075
+    open_s: float = 2.0
+
+
+def run(settings: Any, hunks: list[Hunk], tree: Path, model: str, context: bool, pace: Pace) -> dict[str, Any]:
     from forgepilot.assist import Assistant
     from forgepilot.index import Indexer, Workspace
 
     tally = Tally()
     started = time.perf_counter()
     workspace = Workspace(settings.state_dir / "index")
-    assistant = Assistant(settings, workspace=workspace)
+
+    async def session() -> None:  # one event loop: background warming lives across the commits
+        assistant = Assistant(settings, workspace=workspace)
+        try:
+            for parent in dict.fromkeys(h.parent for h in hunks):
+                subprocess.run(["git", "-C", str(tree), "checkout", "-q", "--force", parent], check=True)
+                Indexer(workspace, embeddings=False).index(tree)  # the parent's code: never the lines being typed
+                await replay(assistant, [h for h in hunks if h.parent == parent], tree, model, context, tally, pace)
+        finally:
+            await assistant.aclose()
+
     try:
-        for parent in dict.fromkeys(h.parent for h in hunks):
-            subprocess.run(["git", "-C", str(tree), "checkout", "-q", "--force", parent], check=True)
-            Indexer(workspace, embeddings=False).index(tree)  # the parent's code: never the lines being typed
-            asyncio.run(replay(assistant, [h for h in hunks if h.parent == parent], tree, model, context, tally))
+        asyncio.run(session())
     finally:
-        asyncio.run(assistant.aclose())
         shutil.rmtree(settings.state_dir / "index", ignore_errors=True)
     return {"model": model, "context": context, **tally.record(), "wall_s": round(time.perf_counter() - started, 1)}
 
@@ -175,6 +225,9 @@ def main() -> None:
     parser.add_argument("--max-chars", type=int, default=240)
     parser.add_argument("--models", default="")
     parser.add_argument("--context", choices=("both", "on", "off"), default="both")
+    parser.add_argument("--cps", type=float, default=5.0, help="characters the typist types a second")
+    parser.add_argument("--debounce-ms", type=float, default=75.0, help="the LSP client's debounce")
+    parser.add_argument("--open-s", type=float, default=2.0, help="seconds from opening a file to typing in it")
     parser.add_argument("--label", default="")
     parser.add_argument(
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -210,9 +263,11 @@ def main() -> None:
         settings.state_dir = Path(tmp) / "fp"
         settings.state_dir.mkdir()
         (settings.state_dir / "models").symlink_to(models_dir, target_is_directory=True)
+        pace = Pace(args.cps, args.debounce_ms / 1000, args.open_s)
+        result["pace"] = {"cps": pace.cps, "debounce_s": pace.debounce_s, "open_s": pace.open_s}
         for model in models:
             for context in contexts:
-                result["runs"].append(run(settings, hunks, tree, model, context))
+                result["runs"].append(run(settings, hunks, tree, model, context, pace))
     print(f"\ntyping replay: {len(hunks)} blocks ({sum(len(h.block) for h in hunks)} chars) from "
           f"{len(result['commits'])} commits of {args.repo}")  # fmt: skip
     print(f"{'model':<30}{'context':>8}{'p50 s':>8}{'p95 s':>8}{'cold s':>8}{'saved/100':>10}{'requests':>9}")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from forgepilot.assist import Assistant, CompletionInput
-from forgepilot.backends.fake import FakeBackend
+from forgepilot.backends.fake import FakeBackend, fake_tokens
 from forgepilot.config import load_settings
 from forgepilot.context import Document, OpenFile
 
@@ -85,3 +86,111 @@ async def test_suffix_first_layout_ends_the_prompt_at_the_cursor(isolated_state:
     assert prompt.endswith("<|file_sep|>shop.py\ndef cost(w):\n    total =") and "<|fim_middle|>" not in prompt
     assert result.text == "shipping_cost(w)"
     await assistant.aclose()
+
+
+LONG = "".join(f"def step_{i}(value):\n    return value * {i} + {i}\n\n\n" for i in range(60))
+
+
+def _warm_assistant(**assist: object) -> tuple[Assistant, FakeBackend]:
+    backend = FakeBackend("fake:coder", replies=lambda prompt: "value + 1\n", warmable=True)
+    settings = load_settings()
+    settings.assist = settings.assist.model_copy(update=assist)
+    # Every keystroke evaluates the text after the cursor again: two lines of it keep a keystroke under the limit.
+    settings.context = settings.context.model_copy(update={"suffix_max_lines": 2})
+    return Assistant(settings, workspace=None, preset={backend.name: backend}), backend
+
+
+async def _settle(assistant: Assistant) -> None:
+    """Wait for the background warms the requests started."""
+    import asyncio
+
+    for _ in range(200):
+        if not any(not t.done() for _, t in assistant.completions.warmer._running.values()):
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_a_cold_spot_is_answered_from_a_short_prompt_while_the_full_one_warms(isolated_state: Path) -> None:
+    assistant, backend = _warm_assistant(cold_prompt_tokens=64)
+    spot = LONG.index("def step_40")
+    typed = "def step_40(value):\n    return "
+
+    def doc(extra: str) -> Document:
+        text = LONG[:spot] + typed + extra + LONG[spot + len(typed) :]
+        return Document.at("steps.py", text, offset=spot + len(typed) + len(extra), language="python")
+
+    first = await assistant.completions.complete(CompletionInput(document=doc(""), model=backend.name))
+    assert "cold_start" in first.steps
+    assert len(fake_tokens(backend.prompts[-1])) <= 64 + 8  # the short in-file prompt, not the full one
+    await _settle(assistant)
+    assert backend.warmed, "the full prompt's start was warmed in the background"
+    # The next keystroke finds the full prompt's start cached: it gets the whole window.
+    second = await assistant.completions.complete(CompletionInput(document=doc("v"), model=backend.name))
+    assert "cold_start" not in second.steps
+    assert len(fake_tokens(backend.prompts[-1])) > 200
+    assert backend.prompts[-1].startswith(backend.warmed[0][: len(backend.warmed[0]) // 2])
+    await assistant.aclose()
+
+
+async def test_prepare_warms_what_every_prompt_in_the_window_starts_with(isolated_state: Path) -> None:
+    assistant, backend = _warm_assistant(cold_prompt_tokens=None)
+    opened = Document.at("steps.py", LONG, offset=0, language="python")
+    assert await assistant.completions.prepare(CompletionInput(document=opened, model=backend.name))
+    assert not await assistant.completions.prepare(CompletionInput(document=opened, model=backend.name))  # recent
+    warmed = backend.warmed[-1]
+    for line in (3, 40, 90):
+        cursor = sum(len(x) + 1 for x in LONG.split("\n")[:line]) + 4
+        doc = Document.at("steps.py", LONG, offset=cursor, language="python")
+        await assistant.completions.complete(CompletionInput(document=doc, model=backend.name, use_cache=False))
+        prompt = backend.prompts[-1]
+        head = prompt[: prompt.index("<|fim_suffix|>")]
+        # Everything before the cursor's line is what was warmed.
+        shared = len(os.path.commonprefix([head, warmed]))
+        assert shared >= len(head) - 40, (line, shared, len(head))
+    await assistant.aclose()
+
+
+async def test_evaluations_neither_cold_start_nor_warm(isolated_state: Path) -> None:
+    assistant, backend = _warm_assistant(cold_prompt_tokens=16)
+    doc = Document.at("steps.py", LONG, offset=LONG.index("def step_30"), language="python")
+    batch = await assistant.completions.complete(
+        CompletionInput(document=doc, model=backend.name, priority="batch", use_cache=False)
+    )
+    await _settle(assistant)
+    assert "cold_start" not in batch.steps and not backend.warmed
+    await assistant.aclose()
+
+
+async def test_the_editor_engine_warms_an_opened_file(isolated_state: Path) -> None:
+    from forgepilot.lsp.engine import InProcessEngine
+
+    assistant, backend = _warm_assistant()
+    assistant.models.settings.default_model = backend.name  # the engine asks for the default model
+    engine = InProcessEngine(assistant, monitoring=None)
+    opened = Document.at("steps.py", LONG, offset=0, language="python")
+    assert await engine.prepare(opened, [])
+    await _settle(assistant)
+    assert len(backend.warmed) == 1 and "<|file_sep|>steps.py\n<|fim_prefix|>def step_0(value):" in backend.warmed[0]
+    await engine.aclose()
+
+
+async def test_a_warm_for_another_part_of_the_file_replaces_the_running_one() -> None:
+    import asyncio
+
+    from forgepilot.assist.warming import Warmer
+
+    warmer = Warmer(interval_s=20.0)
+    ran: list[str] = []
+
+    async def slow(name: str) -> None:
+        await asyncio.sleep(0.2)
+        ran.append(name)
+
+    assert warmer.start("a.py", 0, lambda: slow("top"))
+    assert not warmer.start("a.py", 0, lambda: slow("top again"))  # the same region: already warming
+    assert warmer.start("a.py", 5, lambda: slow("line 250"))  # the cursor moved far: that one is cancelled
+    assert warmer.start("b.py", 0, lambda: slow("other file"))
+    await asyncio.sleep(0.4)
+    assert sorted(ran) == ["line 250", "other file"]
+    assert not warmer.running("a.py") and warmer.finished == 2
+    await warmer.aclose()

@@ -12,7 +12,7 @@ import pytest
 from forgepilot.backends.fake import fake_tokens
 from forgepilot.backends.fim import fim_template
 from forgepilot.config import ContextSettings
-from forgepilot.context import ContextBuilder, Document, OpenFile, take_head, take_tail
+from forgepilot.context import ContextBuilder, ContextResult, Document, OpenFile, take_head, take_tail
 from forgepilot.context.similar import SimilarWindows
 from forgepilot.index import Indexer, Workspace
 
@@ -151,3 +151,68 @@ def test_rendering_per_family_golden(indexed: Workspace, family: str) -> None:
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(rendered, encoding="utf-8")
     assert rendered == golden.read_text(encoding="utf-8")
+
+
+def _long_checkout() -> tuple[Path, str]:
+    """checkout.py with many more functions below it, as a long file being edited (not indexed as such)."""
+    path = REPO / "src" / "shop" / "payments" / "checkout.py"
+    more = "".join(
+        f"\n\ndef fee_{i}(cart: Cart, region: str) -> int:\n    base = checkout_total(cart, region)\n"
+        f"    return base * {i} // 100\n"
+        for i in range(60)
+    )
+    return path, path.read_text() + more
+
+
+def _window_start(prompt: str, text: str) -> int:
+    """The line of ``text`` where the prompt's prefix window starts."""
+    window = prompt[prompt.index("<|fim_prefix|>") + len("<|fim_prefix|>") :]
+    return text[: text.index(window[:60])].count("\n")
+
+
+def _at_line(builder: ContextBuilder, path: Path, text: str, line: int, *, warm: bool = False) -> ContextResult:
+    offset = sum(len(x) + 1 for x in text.split("\n")[:line]) + 4
+    doc = Document.at(str(path), text, offset=offset)
+    template = fim_template("qwen2.5-coder")
+    return builder.build(doc, template=template, count=count, max_context=4096, max_tokens=64, warm=warm)
+
+
+def test_prompts_in_a_stretch_of_a_file_share_everything_above_the_higher_cursor(indexed: Workspace) -> None:
+    builder = ContextBuilder(indexed, ContextSettings(max_prompt_tokens=700))
+    path, text = _long_checkout()
+    results = {line: _at_line(builder, path, text, line) for line in range(120, 250, 3)}
+    # The context block is chosen for the file: the same wherever the cursor is.
+    first = next(iter(results.values()))
+    assert first.snippets and all(r.snippets == first.snippets for r in results.values())
+    starts = {line: _window_start(r.prompt, text) for line, r in results.items()}
+    assert all(start % 8 == 0 for start in starts.values())
+    assert len(set(starts.values())) <= (250 - 120) // 8 + 2  # 44 cursors, a handful of windows
+    # The window never collapses to the cursor's line at the edge of an aligned stretch.
+    assert all(line - start >= 8 for line, start in starts.items())
+    lines = sorted(results)
+    for low, high in zip(lines, lines[1:], strict=False):
+        if starts[low] == starts[high]:
+            head = results[low].prompt.split("<|fim_suffix|>")[0]
+            # Everything of the higher prompt down to its cursor's line is in the lower one's.
+            assert results[high].prompt.startswith(head[: head.rindex("\n")])
+
+
+def test_the_warm_start_is_what_prompts_in_the_window_begin_with(indexed: Workspace) -> None:
+    builder = ContextBuilder(indexed, ContextSettings(max_prompt_tokens=700))
+    path, text = _long_checkout()
+    opened = _at_line(builder, path, text, 150, warm=True)
+    assert opened.warm is not None and opened.warm[-1].control is False
+    warm = "".join(s.text for s in opened.warm)
+    start = _window_start(opened.prompt, text)
+    shared = 0
+    for line in range(150, 200):
+        result = _at_line(builder, path, text, line)
+        if _window_start(result.prompt, text) != start:
+            continue
+        shared += 1
+        head = result.prompt.split("<|fim_suffix|>")[0]
+        assert warm.startswith(head[: head.rindex("\n")]), line  # all but the cursor's own line
+    assert shared >= 6  # the warm covers the rest of its stretch of the file (150 is in the middle of one)
+    # Suffix-first prompts have no such start.
+    other = ContextBuilder(indexed, ContextSettings(layout="suffix-first"))
+    assert _at_line(other, path, text, 150, warm=True).warm is None

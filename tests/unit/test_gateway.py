@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -192,6 +193,29 @@ async def test_assist_complete_returns_text_and_why(isolated_state: Path) -> Non
     assert r2.json()["why"]["cached"] is True and len(backend.prompts) == 1
     await client.aclose()
     await assistant.aclose()
+
+
+async def test_prepare_warms_an_opened_file_in_the_background(isolated_state: Path) -> None:
+    backend = FakeBackend("fake:test", replies=["x\n"], warmable=True)
+    client, assistant, store = make_client(isolated_state, backend, index=True)
+    path = FIXTURES / "python" / "src" / "shop" / "payments" / "checkout.py"
+    body = {"text": path.read_text(), "path": str(path), "cursor": {"line": 0, "character": 0}}
+    r = await client.post("/v1/assist/prepare", json=body)
+    assert r.status_code == 202, r.text
+    assert r.json()["warming"] is True and r.json()["deployment"] == "champion"
+    for _ in range(200):  # the warm runs after the answer
+        if backend.warmed:
+            break
+        await asyncio.sleep(0.01)
+    # What was warmed starts like every completion prompt of this file: the repository's context, then the file.
+    assert backend.warmed and backend.warmed[0].startswith("<|repo_name|>")
+    assert "<|file_sep|>src/shop/payments/checkout.py" in backend.warmed[0] and not backend.prompts
+    # A malformed request is refused like a completion.
+    bad = await client.post("/v1/assist/prepare", json={**body, "cursor": {"line": 999, "character": 0}})
+    assert bad.status_code == 422
+    await client.aclose()
+    await assistant.aclose()
+    store.close()
 
 
 @pytest.mark.parametrize(

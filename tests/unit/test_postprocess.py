@@ -324,6 +324,40 @@ AREA = "\n\n\ndef area(r):\n    return math.pi * r * r\n\n\ndef total(results):\
 
 
 @pytest.mark.parametrize(
+    ("prefix", "raw", "suffix"),
+    [
+        # click's Path.convert: the same call in two branches of one method (a CrossCodeEval hole, rejected before).
+        (
+            "    def convert(self, value):\n        if self.exists:\n            self.fail(\n                ",
+            "format_filename(value)",
+            "\n            )\n        if self.writable:\n            self.fail(\n"
+            "                format_filename(value)\n            )\n        return value\n",
+        ),
+        # rich's Text.split: one return in two branches.
+        (
+            "    def split(self, separator):\n        if separator not in self.plain:\n            return ",
+            "Lines([self.copy()])",
+            "\n        if not include_separator:\n            return Lines([self.copy()])\n        lines = []\n",
+        ),
+    ],
+)
+def test_a_line_repeated_inside_the_same_definition_is_no_copy(prefix: str, raw: str, suffix: str) -> None:
+    out = postprocess(raw, prefix=prefix, suffix=suffix, mode="inline", language=PY, max_lines=1)
+    assert out.reason is None
+    assert out.text == raw
+    assert "copies_suffix" not in out.steps
+
+
+def test_a_line_copied_from_the_next_method_is_cut() -> None:
+    prefix = "class Shape:\n    def area(self):\n        "
+    suffix = "\n\n    def scaled(self, k):\n        return self.width * self.height * k * k\n"
+    out = postprocess(
+        "return self.width * self.height * k * k", prefix=prefix, suffix=suffix, mode="inline", language=PY, max_lines=1
+    )
+    assert out.reason == "copies_suffix"
+
+
+@pytest.mark.parametrize(
     ("prefix", "raw", "mode", "text", "reason"),
     [
         # The empty body of add() filled with the next function's body: a copy, not an answer.

@@ -17,6 +17,7 @@ from typing import Any
 from forgepilot.assist.guarding import guard_for, guard_segments
 from forgepilot.assist.models import ModelPool
 from forgepilot.assist.postprocess import Mode, block_complete, infer_mode, postprocess
+from forgepilot.assist.warming import Warmer
 from forgepilot.backends.base import (
     Backend,
     CancelToken,
@@ -32,11 +33,14 @@ from forgepilot.backends.base import (
 )
 from forgepilot.backends.fim import FimTemplate, fim_template
 from forgepilot.config import AssistSettings, GuardSettings
-from forgepilot.context import ContextBuilder, Document, OpenFile, Snippet
+from forgepilot.context import ContextBuilder, ContextResult, Document, OpenFile, Snippet
 from forgepilot.errors import Cancelled
+from forgepilot.safety import PromptGuard
 from forgepilot.syntax.languages import Language
 
 _TEMPLATE_ATTR = "template"
+#: Cursors this many lines apart are in other parts of a file: a warm for one replaces a warm for the other.
+WARM_REGION_LINES = 48
 
 
 @dataclass(frozen=True)
@@ -305,6 +309,16 @@ async def _generate_block(
     return result
 
 
+@dataclass
+class _Plan:
+    """One completion request as the model will get it, with the context it was built from."""
+
+    ctx: ContextResult
+    request: CompletionRequest
+    guard: PromptGuard
+    context_s: float
+
+
 class CompletionService:
     def __init__(
         self,
@@ -319,43 +333,53 @@ class CompletionService:
         self.guards = guards or GuardSettings()
         self.cache = CompletionCache(self.settings.cache_entries)
         self.typed_ahead = TypedAhead()
+        self.warmer = Warmer(self.settings.warm_interval_s)
 
-    async def complete(self, request: CompletionInput, cancel: CancelToken | None = None) -> AssistCompletion:
-        started = time.perf_counter()
-        doc = request.document
+    async def aclose(self) -> None:
+        await self.warmer.aclose()
+
+    def _backend(self, request: CompletionInput) -> tuple[str, Backend]:
         # A model whose breaker is open (dead or slow backend) hands the request to its fallback.
         name = self.models.route(request.model or self.models.task_model("complete"))
-        backend = self.models.get(name)
-        template = backend_template(backend)
+        return name, self.models.get(name)
+
+    def _limits(self, request: CompletionInput, backend: Backend) -> tuple[Mode, int, int]:
+        doc = request.document
         mode = request.mode or infer_mode(doc.prefix, doc.suffix, doc.language)
         s = self.settings
         max_tokens = request.max_tokens or (s.inline_max_tokens if mode == "inline" else s.block_max_tokens)
         check_max_tokens(backend, max_tokens)
-        max_lines = 1 if mode == "inline" else s.block_max_lines
-        reuse = request.use_cache and request.temperature == 0.0
-        typed_key = TypedAhead.key(backend.name, request) if reuse else ""
-        if reuse:
-            ahead = self.typed_ahead.lookup(typed_key, doc)
-            if ahead is not None:
-                total = time.perf_counter() - started
-                # The user typed what was suggested: the rest of it answers, with no context build or model call.
-                return replace(ahead, timings={"total": total, "cache": total}, usage=Usage(), cached=True)
+        return mode, max_tokens, 1 if mode == "inline" else s.block_max_lines
 
-        # Context assembly (SQLite, tantivy, the tokenizer) runs on the builder's thread, never on the event loop.
+    async def _plan(
+        self,
+        backend: Backend,
+        request: CompletionInput,
+        mode: Mode,
+        max_tokens: int,
+        cancel: CancelToken | None,
+        *,
+        enabled: bool,
+        prompt_tokens: int | None,
+        warm: bool = False,
+    ) -> _Plan:
+        """Context assembled (on the builder's thread, never the event loop) and guarded into the model's request."""
+        doc = request.document
         t = time.perf_counter()
         ctx = await self.builder.offload(
             self.builder.build,
             doc,
-            template=template,
+            template=backend_template(backend),
             count=backend.token_counter(),
             max_context=backend.max_context,
             max_tokens=max_tokens,
             recent=request.recent,
-            enabled=request.context,
-            # An editor typing at one spot keeps that spot's snippets: the cached prompt stays valid.
+            enabled=enabled,
+            # An editor typing keeps the file's (or the spot's) snippets: the cached prompt stays valid.
             pin=request.priority == "interactive",
-            prompt_tokens=request.prompt_tokens,
+            prompt_tokens=prompt_tokens,
             sources=request.sources,
+            warm=warm,
         )
         context_s = time.perf_counter() - t - ctx.seconds.get("render", 0.0)
         stop = ("\n",) if mode == "inline" and doc.prefix.rpartition("\n")[2].strip() else ()
@@ -373,9 +397,88 @@ class CompletionService:
             stop=stop,
             priority=request.priority,
             deadline_s=request.deadline_s,
-            predict_s=s.completion_predict_s if request.priority == "interactive" else None,
+            predict_s=self.settings.completion_predict_s if request.priority == "interactive" else None,
             cancel=cancel,
         )
+        return _Plan(ctx, model_request, guard, context_s)
+
+    # -- warming ------------------------------------------------------------------------------------------
+    async def prepare(self, request: CompletionInput) -> bool:
+        """Evaluate into the model's cache what completions in this part of ``request.document`` start with (its
+        context and prefix window), behind every other request. True when there was something to warm.
+
+        Editors call it when a file is opened; ``complete`` calls it after a completion at a new spot. A window
+        warmed less than ``[assist] warm_interval_s`` ago is not warmed again.
+        """
+        name, backend = self._backend(request)
+        if not backend.can_warm:
+            return False
+        mode, max_tokens, _ = self._limits(request, backend)
+        plan = await self._plan(
+            backend, request, mode, max_tokens, None, enabled=request.context, prompt_tokens=request.prompt_tokens,
+            warm=True,
+        )  # fmt: skip
+        if plan.ctx.warm is None:
+            return False
+        segments = guard_segments(plan.guard, plan.ctx.warm)
+        window = hashlib.blake2b(f"{name}\x00{segments!r}".encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        if self.warmer.recently(window):
+            return False
+        warm = CompletionRequest(prompt=prompt_text(segments), segments=segments, max_tokens=1)
+        found = await self.builder.offload(backend.reusable_tokens, warm)
+        self.warmer.mark(window)
+        if found is not None and found[0] >= found[1]:
+            return False  # already in the cache
+        await backend.warm(warm)
+        return True
+
+    def warm_later(self, request: CompletionInput) -> bool:
+        """``prepare`` in the background (at most one warm per file at a time); whether one started."""
+        name, backend = self._backend(request)
+        if not backend.can_warm:
+            return False
+        region = request.document.cursor_line // WARM_REGION_LINES
+        return self.warmer.start(f"{name}\x00{request.document.path}", region, lambda: self.prepare(request))
+
+    async def _cold_start(
+        self, backend: Backend, request: CompletionInput, plan: _Plan, mode: Mode, max_tokens: int,
+        cancel: CancelToken | None,
+    ) -> _Plan | None:  # fmt: skip
+        """A short in-file plan when ``plan`` would make an editor wait for the model to evaluate more than
+        ``[assist] cold_prompt_tokens`` new tokens (a spot its cache has not seen); the full prompt is warmed in
+        the background for the next request there. None when ``plan`` is quick enough."""
+        limit = self.settings.cold_prompt_tokens
+        if limit is None or request.priority != "interactive" or not backend.can_warm:
+            return None
+        found = await self.builder.offload(backend.reusable_tokens, plan.request)
+        if found is None or found[1] - found[0] <= limit:
+            return None
+        self.warm_later(request)
+        return await self._plan(backend, request, mode, max_tokens, cancel, enabled=False, prompt_tokens=limit)
+
+    # -- completing ---------------------------------------------------------------------------------------
+    async def complete(self, request: CompletionInput, cancel: CancelToken | None = None) -> AssistCompletion:
+        started = time.perf_counter()
+        doc = request.document
+        name, backend = self._backend(request)
+        mode, max_tokens, max_lines = self._limits(request, backend)
+        reuse = request.use_cache and request.temperature == 0.0
+        typed_key = TypedAhead.key(backend.name, request) if reuse else ""
+        if reuse:
+            ahead = self.typed_ahead.lookup(typed_key, doc)
+            if ahead is not None:
+                total = time.perf_counter() - started
+                # The user typed what was suggested: the rest of it answers, with no context build or model call.
+                return replace(ahead, timings={"total": total, "cache": total}, usage=Usage(), cached=True)
+
+        plan = await self._plan(
+            backend, request, mode, max_tokens, cancel, enabled=request.context, prompt_tokens=request.prompt_tokens
+        )
+        quick = await self._cold_start(backend, request, plan, mode, max_tokens, cancel)
+        if quick is not None:
+            quick.context_s += plan.context_s
+            plan = quick
+        ctx, model_request, guard = plan.ctx, plan.request, plan.guard
         cache_key = None
         if request.use_cache and request.temperature == 0.0:
             cache_key = CompletionCache.key(
@@ -387,7 +490,7 @@ class CompletionService:
                 # A cache hit costs no model tokens; its timings and context are this request's, not the original's.
                 answer = replace(
                     hit,
-                    timings={"context": context_s, "total": total, "cache": total},
+                    timings={"context": plan.context_s, "total": total, "cache": total},
                     usage=Usage(),
                     cached=True,
                     snippets=ctx.snippets,
@@ -408,6 +511,8 @@ class CompletionService:
         model_s = time.perf_counter() - t
         if result.finish_reason == "cancelled":
             raise Cancelled("completion cancelled")
+        if quick is None and request.priority == "interactive":
+            self.warm_later(request)  # the rest of this window, for the next spot in it
         t = time.perf_counter()
         guarded = guard.answer(result.text, doc.text)
         processed = await self.builder.offload(
@@ -420,12 +525,14 @@ class CompletionService:
             max_lines=max_lines,
         )
         post_s = time.perf_counter() - t
+        if quick is not None:
+            processed.steps.append("cold_start")
         processed.steps += guard.counts.steps()
         if guard.counts.withheld or guard.counts.redacted:  # an answer that reaches for a secret is not shown
             processed.text = ""
             processed.reason = "withholds_secret" if guard.counts.withheld else "leaks_secret"
         timings = {
-            "context": context_s,
+            "context": plan.context_s,
             "render": ctx.seconds.get("render", 0.0),
             "first_token": result.timings.first_token_s if result.timings.first_token_s is not None else model_s,
             "model": model_s,

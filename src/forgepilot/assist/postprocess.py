@@ -191,6 +191,12 @@ NEARBY_SUFFIX_LINES = 40
 _DISTINCTIVE_CHARS = 12
 _DISTINCTIVE_WORDS = 4
 _WORD = re.compile(r"\w+")
+#: Words a line may use without anything before the cursor defining them (the parsed languages' keywords).
+_KEYWORDS = frozenset(
+    "and as assert async await break case catch class const continue def default del do elif else except export "
+    "extends false finally for from func function global go if import in is lambda let match new nil none not null "
+    "or pass raise return self static super switch this throw true try type var while with yield".split()
+)
 
 
 def _normal(line: str) -> str:
@@ -201,23 +207,69 @@ def _distinctive(line: str) -> bool:
     return len(line) >= _DISTINCTIVE_CHARS and len(_WORD.findall(line)) >= _DISTINCTIVE_WORDS
 
 
-def _copies_nearby(text: str, line_before: str, suffix: str, mode: Mode) -> tuple[str, bool]:
-    """Cut the completion at the first line it copies from the code just after the cursor (a small model fills an
-    empty body with the next function's ``return math.pi * r * r``); the text before it is kept.
+#: A line that opens a definition (or a decorator above one), in the languages we parse.
+_DEFINITION = re.compile(
+    r"^\s*(?:@|(?:(?:export|default|public|private|protected|internal|static|final|abstract|override|async|suspend"
+    r"|inline|open|pub(?:\([^)]*\))?|unsafe|extern|virtual)\s+)*"
+    r"(?:def|class|function|func|fn|fun|interface|struct|enum|trait|impl|object|module|type)\b)"
+)
+
+
+def _after_enclosing_definition(prefix: str, suffix_lines: list[str]) -> int:
+    """The index of the first suffix line outside the definition the cursor is in (``len`` when there is none).
+
+    The enclosing definition is the nearest line above the cursor that opens one at a shallower indentation; it
+    ends at the first later line indented no deeper than it. At the top level of a file, the next definition
+    starts what is outside. Code repeats itself inside a function (the same call in two branches): only a copy of
+    another definition's code is a copy.
+    """
+    lines = prefix.split("\n")
+    cursor = lines[-1]
+    level = _indent(cursor)
+    header: int | None = None
+    for line in reversed(lines[:-1]):
+        if not line.strip():
+            continue
+        indent = _indent(line)
+        if indent < level:
+            if _DEFINITION.match(line):
+                header = indent
+                break
+            level = indent
+            if indent == 0:
+                break
+    for i, line in enumerate(suffix_lines):
+        if i == 0 or not line.strip():
+            continue
+        if (header is not None and _indent(line) <= header) or (header is None and _DEFINITION.match(line)):
+            return i
+    return len(suffix_lines)
+
+
+def _copies_nearby(text: str, prefix: str, suffix: str, mode: Mode) -> tuple[str, bool]:
+    """Cut the completion at the first line it copies from the code after the cursor's definition (a small model
+    fills an empty body with the next function's ``return math.pi * r * r``); the text before it is kept.
 
     The line right after the cursor is ``_drop_suffix_repeat``'s; here any distinctive line of the next
-    ``NEARBY_SUFFIX_LINES`` counts, the first completion line included (judged with what the cursor's line
-    already holds before it).
+    ``NEARBY_SUFFIX_LINES`` outside the enclosing definition counts, the first completion line included (judged
+    with what the cursor's line already holds before it), when it names something the code before the cursor
+    never mentions (``r``, the other function's parameter): the same ``return Lines([self.copy()])`` in two methods
+    is how code looks, not a copy.
     """
-    nearby = {_normal(ln) for ln in suffix.split("\n")[1 : NEARBY_SUFFIX_LINES + 1]}
-    nearby = {ln for ln in nearby if _distinctive(ln)}
+    following = suffix.split("\n")[: NEARBY_SUFFIX_LINES + 1]
+    outside = following[_after_enclosing_definition(prefix, following) :]
+    nearby = {ln for ln in map(_normal, outside) if _distinctive(ln)}
     if not nearby or not text:
         return text, False
+    line_before = prefix.rpartition("\n")[2]
+    known: set[str] | None = None
     lines = text.split("\n")
     for i, line in enumerate(lines):
         whole = _normal(line_before + line) if i == 0 else _normal(line)
         if whole in nearby:
-            return "\n".join(lines[:i]), True
+            known = set(_WORD.findall(prefix)) if known is None else known
+            if any(name not in known and name not in _KEYWORDS for name in _WORD.findall(line)):
+                return "\n".join(lines[:i]), True
         if mode == "inline":
             break
     return text, False
@@ -267,7 +319,7 @@ def postprocess(
         if not text.strip():
             out.text, out.reason = "", "repeats_suffix"
             return out
-    text, cut = _copies_nearby(text, line_before, suffix, mode)
+    text, cut = _copies_nearby(text, prefix, suffix, mode)
     if cut:
         out.steps.append("copies_suffix")
         if not text.strip():

@@ -39,6 +39,7 @@ class Assistant:
         return cls(settings, workspace=Workspace(workspace_dir(settings)) if index else None, preset=preset)
 
     async def aclose(self) -> None:
+        await self.completions.aclose()
         await self.models.aclose()
         self.builder.close()
         if self.workspace is not None:

@@ -55,6 +55,8 @@ def prompt_text(segments: Sequence[Segment]) -> str:
 #: and both ahead of ``batch`` work (evaluations, dataset generation, distillation).
 Priority = Literal["interactive", "chat", "batch"]
 PRIORITY_RANK: dict[str, int] = {"interactive": 0, "chat": 1, "batch": 2}
+#: Warming a prompt into the model's cache (``Backend.warm``) runs only when nothing else waits.
+BACKGROUND_RANK = 3
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,8 @@ class Backend(abc.ABC):
     max_context: int = 2048
     #: Another process or machine reads the prompts (an HTTP model server): guards always mask secrets for it.
     remote: bool = False
+    #: ``warm`` evaluates a prompt into a cache that later requests sharing its start reuse.
+    can_warm: bool = False
 
     def __init__(self, name: str) -> None:
         #: ``provider:model``, as users and telemetry name it.
@@ -208,6 +212,15 @@ class Backend(abc.ABC):
 
     async def count_tokens(self, text: str) -> int:
         return len(await self.tokenize(text))
+
+    async def warm(self, request: CompletionRequest) -> None:
+        """Evaluate ``request``'s prompt into the model's cache when the model is otherwise idle, so that a later
+        request starting with the same tokens (a file's context and prefix window) evaluates only the rest."""
+        raise NotSupported(self.name, "warming prompts")
+
+    def reusable_tokens(self, request: CompletionRequest) -> tuple[int, int] | None:
+        """How many of ``request``'s prompt tokens are cached already, and how many it has; None when unknown."""
+        return None
 
     def token_counter(self) -> Callable[[str], int]:
         """A fast synchronous token count for budgeting prompts (context assembly calls it many times).

@@ -61,8 +61,14 @@ class FakeBackend(Backend):
         fail_with: Exception | None = None,
         max_context: int = 4096,
         embedding_dim: int = 16,
+        warmable: bool = False,
     ) -> None:
         super().__init__(name)
+        #: ``warmable``: a prompt cache like llama.cpp's, in fake tokens: what was completed or warmed is reused by
+        #: prompts starting with it (``reusable_tokens``), and ``warm`` records what it was asked to evaluate.
+        self.can_warm = warmable
+        self.warmed: list[str] = []
+        self._cached: list[list[str]] = []
         self.template = fim_template(family)
         self.supports_fim = self.template.supports_fim
         self.max_context = max_context
@@ -102,6 +108,8 @@ class FakeBackend(Backend):
         if self.fail_with is not None:
             raise self.fail_with
         self.prompts.append(prompt)
+        if self.can_warm:
+            self._remember(prompt)
         text = self._reply(prompt)
         cut = min((text.find(s) for s in stop if s and s in text), default=-1)
         stopped_early = cut >= 0
@@ -140,6 +148,28 @@ class FakeBackend(Backend):
 
     async def complete(self, request: CompletionRequest) -> Completion:
         return await collect(self.stream(request), self.name, Stopwatch(), self.prices)
+
+    def _remember(self, prompt: str) -> None:
+        self._cached = [*self._cached[-7:], fake_tokens(prompt)]
+
+    async def warm(self, request: CompletionRequest) -> None:
+        if not self.can_warm:
+            await super().warm(request)
+        prompt = self._render(request)
+        self.warmed.append(prompt)
+        self._remember(prompt)
+
+    def reusable_tokens(self, request: CompletionRequest) -> tuple[int, int] | None:
+        if not self.can_warm:
+            return None
+        tokens = fake_tokens(self._render(request))
+        best = 0
+        for cached in self._cached:
+            n = 0
+            while n < min(len(cached), len(tokens)) and cached[n] == tokens[n]:
+                n += 1
+            best = max(best, n)
+        return best, len(tokens)
 
     def _chat_prompt(self, request: ChatRequest) -> str:
         return "".join(f"<{m.role}>{m.content}</{m.role}>" for m in request.messages) + "<assistant>"

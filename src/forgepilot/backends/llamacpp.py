@@ -3,7 +3,9 @@
 A ``Llama`` object is one mutable context, not safe to share between threads, so each loaded model lives in a
 ``LlamaHost`` with a single worker thread: concurrent requests queue up in arrival order and never interleave.
 Consecutive prompts sharing a prefix reuse the KV cache (llama.cpp keeps the longest common prefix), which is why
-completions of the same file stay fast; ``usage.cached_prompt_tokens`` reports how many tokens were reused.
+completions of the same file stay fast; ``usage.cached_prompt_tokens`` reports how many tokens were reused. Earlier
+prompts' caches are also kept (``kvstates``): a file's prompt warmed in the background (``warm``), and the last
+few editor requests, so moving between spots and files, or a chat task in between, does not start from nothing.
 
 Prompts are tokenized here, not by llama-cpp-python: control tokens of the FIM and chat templates are parsed as
 special tokens while the user's code is tokenized as plain text, so code that happens to contain ``<|endoftext|>``
@@ -26,9 +28,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forgepilot.backends.base import (
+    BACKGROUND_RANK,
     PRIORITY_RANK,
     Backend,
     CancelToken,
@@ -48,7 +51,14 @@ from forgepilot.backends.worker import PriorityWorker
 from forgepilot.config import LlamaSettings
 from forgepilot.errors import BackendError, BackendTimeout, MissingExtra, UserError
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from forgepilot.backends.kvstates import PromptStates
+
 _DONE = object()
+#: Tokens a background warm evaluates between two looks at the queue (an editor's request waits one chunk at most).
+WARM_CHUNK_TOKENS = 32
 _log = logging.getLogger("forgepilot.llama_cpp")
 
 # Chat formats for GGUFs that carry no ``tokenizer.chat_template``, by declared family (the model cards' formats).
@@ -119,6 +129,7 @@ class _HostKey:
     n_batch: int
     prompt_cache_mib: int
     prompt_lookup_tokens: int
+    flash_attn: bool
     lora: str | None = None
 
 
@@ -142,14 +153,21 @@ class LlamaHost:
                 n_ctx=settings.n_ctx,
                 n_threads=settings.n_threads or default_threads(),
                 n_batch=settings.n_batch,
+                flash_attn=settings.flash_attn,
                 draft_model=draft,
                 lora_path=str(lora) if lora is not None else None,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"llama.cpp could not load {path}: {exc}", hint="run `forgepilot doctor`") from exc
-        if settings.prompt_cache_mib > 0:
-            self.llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=settings.prompt_cache_mib << 20))
+        # numpy and the state cache load with the model, not with the package (``forgepilot --help`` stays fast).
+        import numpy as np
+
+        from forgepilot.backends.kvstates import PromptStates
+
+        self.states: PromptStates = PromptStates(settings.prompt_cache_mib << 20)
+        #: The tokens of the live cache as of the last job (read by other threads to estimate reuse).
+        self._live: np.ndarray = np.zeros(0, dtype=np.int32)
         self.path = path
         self.n_ctx = settings.n_ctx
         self.worker = PriorityWorker(f"llama-{path.stem[:24]}")
@@ -168,14 +186,79 @@ class LlamaHost:
         job = self.worker.pop_more_urgent(rank)
         if job is None:
             return
-        state = self.llm.save_state()
+        import numpy as np
+
+        from forgepilot.backends.kvstates import load_snapshot, snapshot
+
+        llm = self.llm
+        tokens = np.array(llm.input_ids[: llm.n_tokens], dtype=np.int32)
+        cells = snapshot(llm)
+        # The urgent job's generation installs its own sampler: the paused one keeps its own (temperature, seed).
+        sampler, mu = llm._sampler, llm._mirostat_mu
         try:
             while job is not None:
                 self.preemptions += 1
                 job.run()
                 job = self.worker.pop_more_urgent(rank)
         finally:
-            self.llm.load_state(state)
+            if cells is None or not load_snapshot(llm, tokens, cells):
+                raise BackendError("llama.cpp could not resume a paused generation", backend=self.path.name)
+            llm._sampler, llm._mirostat_mu = sampler, mu
+            self._note_live()
+
+    def _note_live(self) -> None:
+        import numpy as np
+
+        self._live = np.array(self.llm.input_ids[: self.llm.n_tokens], dtype=np.int32)
+
+    def reusable(self, tokens: Sequence[int]) -> int:
+        """How many leading ``tokens`` need no evaluation: held by the live cache or a saved state (any thread)."""
+        import numpy as np
+
+        from forgepilot.backends.kvstates import common_prefix
+
+        want = np.asarray(tokens, dtype=np.int32)
+        _, saved = self.states.best(want)
+        return max(common_prefix(self._live, want), saved)
+
+    def _resume_best(self, tokens: list[int]) -> int:
+        """Put the cache holding most of ``tokens`` live (a saved state when it beats the live one); the length of
+        the prefix it holds."""
+        import numpy as np
+
+        from forgepilot.backends.kvstates import common_prefix
+
+        llm = self.llm
+        want = np.asarray(tokens, dtype=np.int32)
+        live = common_prefix(np.asarray(llm.input_ids[: llm.n_tokens], dtype=np.int32), want)
+        state, saved = self.states.best(want)
+        if state is not None and saved > live and self.states.restore(llm, state):
+            return saved
+        return live
+
+    def warm_step(self, tokens: list[int], rank: int) -> bool:
+        """Evaluate ``tokens`` into the cache, from the best cache there is, and keep the result as a warm state.
+
+        Runs in chunks: when a more urgent job waits, the progress is saved and False returned (the caller queues
+        the rest again), so an editor's completion waits for one chunk at most. True when every token is cached.
+        """
+        llm = self.llm
+        if len(tokens) >= self.n_ctx:
+            return True  # longer than the window: no request can use it
+        have = min(self._resume_best(tokens), len(tokens))
+        llm.n_tokens = have
+        llm._ctx.kv_cache_seq_rm(-1, have, -1)
+        done = have >= len(tokens)
+        try:
+            while not done:
+                llm.eval(tokens[llm.n_tokens : llm.n_tokens + WARM_CHUNK_TOKENS])
+                done = llm.n_tokens >= len(tokens)
+                if self.worker.has_more_urgent(rank):
+                    break
+        finally:
+            self.states.save(llm, "warm")
+            self._note_live()
+        return done
 
     # Tokenization reads only the vocabulary, so it may run beside generation on another thread.
     def tokenize_text(self, text: str) -> list[int]:
@@ -259,11 +342,13 @@ class LlamaHost:
         rank: int = 0,
         deadline: float | None = None,
         predict_s: float | None = None,
+        keep_state: bool = False,
     ) -> None:
         """Run one generation on the worker thread, handing chunks to ``emit``; the last one carries usage.
 
         Between tokens, more urgent jobs run first (``serve_waiting``); past ``deadline`` (monotonic seconds) the
-        generation stops with finish reason ``length``.
+        generation stops with finish reason ``length``. ``keep_state`` saves the cache afterwards (an editor's
+        request: the next keystroke there starts from it even when other work used the model in between).
         """
         llama_cpp = import_llama_cpp()
         llm = self.llm
@@ -273,7 +358,7 @@ class LlamaHost:
                 hint="send less context or raise llama.n_ctx",
             )
         max_tokens = min(max_tokens, self.n_ctx - len(tokens))
-        cached = llama_cpp.Llama.longest_token_prefix(llm._input_ids[: llm.n_tokens], tokens)
+        cached = self._resume_best(tokens)
         calls = 0
         out_of_time = False
         first_token_at = 0.0
@@ -316,6 +401,9 @@ class LlamaHost:
             finish = "length"
         if cancel.cancelled:
             finish = "cancelled"
+        if keep_state:
+            self.states.save(llm, "request")
+        self._note_live()
         # Sampled tokens include the end-of-generation token (the model computed it); a token sampled after
         # cancellation was never shown, so it is not charged.
         sampled = max(calls - 1, 0)
@@ -381,6 +469,7 @@ def llama_host(path: Path, settings: LlamaSettings, *, lora: Path | None = None)
         settings.n_batch,
         settings.prompt_cache_mib,
         settings.prompt_lookup_tokens,
+        settings.flash_attn,
         str(lora.resolve()) if lora is not None else None,
     )
     with _HOSTS_LOCK:
@@ -394,6 +483,7 @@ class LlamaCppBackend(Backend):
     can_stream = True
     can_chat = True
     can_tokenize = True
+    can_warm = True
 
     def __init__(
         self,
@@ -473,6 +563,7 @@ class LlamaCppBackend(Backend):
                     rank=rank,
                     deadline=deadline,
                     predict_s=request.predict_s if isinstance(request, CompletionRequest) else None,
+                    keep_state=request.priority == "interactive",
                 )
             except BaseException as exc:  # handed to the awaiting coroutine, re-raised there
                 emit(exc)
@@ -506,6 +597,19 @@ class LlamaCppBackend(Backend):
 
     async def complete(self, request: CompletionRequest) -> Completion:
         return await collect(self.stream(request), self.name, Stopwatch(), self.prices)
+
+    async def warm(self, request: CompletionRequest) -> None:
+        """Evaluate the prompt in chunks on the model's thread, behind every other job (it yields between chunks)."""
+        host = self.host
+        tokens = await asyncio.to_thread(self.prompt_tokens, request)
+        while not await asyncio.wrap_future(
+            host.worker.submit(lambda: host.warm_step(tokens, BACKGROUND_RANK), BACKGROUND_RANK)
+        ):
+            pass
+
+    def reusable_tokens(self, request: CompletionRequest) -> tuple[int, int] | None:
+        tokens = self.prompt_tokens(request)
+        return self.host.reusable(tokens), len(tokens)
 
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[CompletionChunk]:
         messages = [{"role": m.role, "content": m.content} for m in request.messages]

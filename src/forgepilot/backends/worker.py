@@ -2,8 +2,8 @@
 
 A loaded model is one mutable context, so everything touching it runs on one thread. Plain FIFO would make an
 editor's completion wait behind every chat answer and evaluation case queued before it; here the most urgent job
-waiting goes next (``PRIORITY_RANK``: interactive, then chat, then batch), and a running generation can hand the
-thread to a more urgent job between two of its tokens (``pop_more_urgent``).
+waiting goes next (``PRIORITY_RANK``: interactive, then chat, then batch, then background warming), and a running
+generation can hand the thread to a more urgent job between two of its tokens (``pop_more_urgent``).
 """
 
 from __future__ import annotations
@@ -55,6 +55,11 @@ class PriorityWorker:
     def waiting(self) -> int:
         with self._cv:
             return len(self._heap)
+
+    def has_more_urgent(self, rank: int) -> bool:
+        """Whether a job more urgent than ``rank`` waits (a chunked job yields the thread when one does)."""
+        with self._cv:
+            return bool(self._heap) and self._heap[0].rank < rank
 
     def pop_more_urgent(self, rank: int) -> Job | None:
         """The most urgent waiting job if it is more urgent than ``rank`` (taken off the queue), else None."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import re
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from forgepilot.config import ContextSettings
 from forgepilot.context.locate import Located, locate
 from forgepilot.context.reachable import ImportedSignatures
 from forgepilot.context.related import FileLines, RelatedDefinitions
-from forgepilot.context.render import render_completion
+from forgepilot.context.render import render_completion, render_warm
 from forgepilot.context.similar import SimilarWindows
 from forgepilot.context.types import SNIPPET_SOURCES, ContextResult, Document, OpenFile, Snippet, held_back_whitespace
 from forgepilot.index.indexer import Workspace
@@ -50,6 +51,14 @@ _GROUP = 16  # lines counted together when trimming prefix and suffix  # path li
 #: How far the cursor may move (lines) and for how long (seconds) a spot keeps its pinned snippets.
 PIN_LINES = 12
 PIN_SECONDS = 120.0
+#: How long a file keeps the snippets chosen for it (whole-file scope) while its imports stay the same.
+FILE_PIN_SECONDS = 600.0
+_IMPORT_LINE = re.compile(r"^\s*(?:import|from|using|#include|require|use|package)\b.*$|^.*\brequire\(.*$", re.M)
+
+
+def _imports_key(text: str) -> str:
+    """A digest of a document's import statements: what whole-file snippets depend on, beyond the index."""
+    return hashlib.blake2b("\n".join(_IMPORT_LINE.findall(text)).encode("utf-8", "replace"), digest_size=8).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,8 @@ class _Spot:
     recent: tuple[tuple[str, int], ...]
     #: The sources a deployment allows (None: as the settings say).
     sources: tuple[str, ...] | None = None
+    #: The file's import statements (whole-file snippets): a new import chooses again.
+    imports: str = ""
 
     @property
     def key(self) -> str:
@@ -109,11 +120,14 @@ def _groups_backward(n: int) -> list[tuple[int, int]]:
     return out
 
 
-def take_tail(text: str, budget: int, count: TokenCounter) -> tuple[str, int]:
+def take_tail(text: str, budget: int, count: TokenCounter, *, align_lines: int = 0) -> tuple[str, int]:
     """The longest run of whole lines at the end of ``text`` within ``budget`` tokens, and its token count.
 
     Lines are counted in groups of ``_GROUP`` aligned to the start of ``text``, so while the user types only the
     cursor's group is new to the (caching) counter; the group at the edge of the budget is counted line by line.
+    With ``align_lines``, the run starts on a multiple of that many lines (or of a half, a quarter... of it where the
+    budget holds few lines): it then starts at the same line wherever the cursor is in that stretch, so prompts there
+    share their start.
     """
     if budget <= 0 or not text:
         return "", 0
@@ -130,7 +144,25 @@ def take_tail(text: str, budget: int, count: TokenCounter) -> tuple[str, int]:
                 break
             used, first = used + n, i
         break
+    start = _aligned_start(first, len(lines), align_lines)
+    if start != first:
+        return "".join(lines[start:]), sum(count(line) for line in lines[start:])
     return "".join(lines[first:]), used
+
+
+def _aligned_start(first: int, total: int, align_lines: int) -> int:
+    """The boundary at or after ``first`` to start a window of ``total - first`` lines on.
+
+    The coarsest of ``align_lines``, its half, its quarter... that keeps at least half of the lines that fit: a
+    coarse boundary keeps the start still over a longer stretch, but never at the price of most of the window.
+    """
+    fitting, step = total - first, align_lines
+    while step > 1:
+        start = -(-first // step) * step
+        if (total - start) * 2 >= fitting:
+            return start
+        step //= 2
+    return first
 
 
 def take_head(text: str, budget: int, count: TokenCounter) -> tuple[str, int]:
@@ -222,23 +254,28 @@ class ContextBuilder:
         s = self.settings
         if sources is not None:
             s = s.model_copy(update={name: getattr(s, name) and name in sources for name in SNIPPET_SOURCES})
+        whole = s.snippet_scope == "file"
         found: dict[str, list[Snippet]] = {}
         if s.related and self.related is not None and located is not None:
             t = time.perf_counter()
-            found["related"] = self.related.collect(doc, located, s.related_max)
+            found["related"] = self.related.collect(doc, located, s.related_max, whole_file=whole)
             seconds["related"] = time.perf_counter() - t
         if s.imports and self.imports is not None and located is not None:
             t = time.perf_counter()
-            found["imports"] = self.imports.collect(doc, located, s.imports_max)
+            found["imports"] = self.imports.collect(doc, located, s.imports_max, whole_file=whole)
             seconds["imports"] = time.perf_counter() - t
         if s.similar and s.similar_top > 0:
             t = time.perf_counter()
             files = self._similar_files(doc, recent, located)
-            found["similar"] = self.similar.best(doc.prefix, files, top=s.similar_top, min_score=s.similar_min_score)
+            # Whole-file scope: windows most like the document as a whole, not the lines above the cursor.
+            query = set(_IDENT.findall(doc.text)) if whole else None
+            found["similar"] = self.similar.best(
+                doc.prefix, files, top=s.similar_top, min_score=s.similar_min_score, query=query
+            )
             seconds["similar"] = time.perf_counter() - t
         if s.retrieved and s.retrieved_top > 0 and self.searcher is not None and located is not None:
             t = time.perf_counter()
-            found["retrieved"] = self._retrieve(doc, located)
+            found["retrieved"] = self._retrieve(doc, located, whole_file=whole)
             seconds["retrieved"] = time.perf_counter() - t
         return found
 
@@ -263,10 +300,15 @@ class ContextBuilder:
                 nearby.append(OpenFile(path, "\n".join(lines)))
         return nearby
 
-    def _retrieve(self, doc: Document, located: Located) -> list[Snippet]:
+    def _retrieve(self, doc: Document, located: Located, *, whole_file: bool = False) -> list[Snippet]:
+        """BM25 over the identifiers nearest the cursor (``whole_file``: the document's most frequent ones)."""
         assert self.searcher is not None
-        lines = doc.prefix.splitlines()[-_RETRIEVAL_QUERY_LINES:]
-        words = [w for line in reversed(lines) for w in _IDENT.findall(line) if len(w) > 2 and w not in _STOP]
+        if whole_file:
+            counts = Counter(w for w in _IDENT.findall(doc.text) if len(w) > 2 and w.lower() not in _STOP)
+            words = [w for w, _ in counts.most_common(_RETRIEVAL_QUERY_TERMS)]
+        else:
+            lines = doc.prefix.splitlines()[-_RETRIEVAL_QUERY_LINES:]
+            words = [w for line in reversed(lines) for w in _IDENT.findall(line) if len(w) > 2 and w not in _STOP]
         query = " ".join(list(dict.fromkeys(words))[:_RETRIEVAL_QUERY_TERMS])
         if not query:
             return []
@@ -302,13 +344,21 @@ class ContextBuilder:
         pin: bool = False,
         prompt_tokens: int | None = None,
         sources: frozenset[str] | None = None,
+        warm: bool = False,
     ) -> ContextResult:
         """The prompt for completing ``doc`` at its cursor; ``enabled=False`` sends prefix and suffix alone.
 
-        ``pin`` (an editor typing at one spot) keeps the snippets chosen at this spot while the cursor stays within
-        ``PIN_LINES`` lines for ``PIN_SECONDS`` and they still fit: the prompt before the prefix then stays the same
-        tokens, and the model's cache reuses them instead of evaluating the whole prompt again at every keystroke.
-        Evaluation and data generation never pin: their answers must not depend on the order of their cases.
+        ``warm`` also lays out the start shared by every prompt in this prefix window (``ContextResult.warm``).
+
+        The budget is split so that the prompt's start moves as little as possible with the cursor: the text after
+        the cursor has a fixed share, the snippets are chosen for the whole file (``snippet_scope = "file"``) before
+        the prefix, and the prefix window starts on a line boundary (``prefix_align_lines``). Prompts at two
+        spots of one file then share everything up to the higher spot, which the model's cache reuses.
+
+        ``pin`` (an editor typing) keeps the snippets chosen for the file (or, with ``snippet_scope = "cursor"``,
+        for the spot while the cursor stays within ``PIN_LINES`` lines) while the same files are open and they
+        still fit, so the prompt before the prefix stays the same tokens. Evaluation and data generation never
+        pin: their answers must not depend on the order of their cases.
         """
         s = self.settings
         count = self.cached(count)
@@ -318,49 +368,43 @@ class ContextBuilder:
         if prompt_tokens is not None:
             budget = min(budget, prompt_tokens)
         budget = max(budget, 16)
+        located = self.locate(doc) if enabled else None
+        current = located.path if located else doc.path
+        comment = doc.language.line_comment if doc.language else None
+        repo_name = located.repository.name if located else None
+        # The budget is the whole prompt's: the template's own tokens (control tokens, path, repository) come off it.
+        skeleton = render_completion(
+            template, path=current, prefix="x", suffix="", snippets=[], comment=comment, repo_name=repo_name,
+            prompts=self.prompts, layout=s.layout, snippet_format=s.snippet_format,
+        )  # fmt: skip
+        total, template_tokens = budget, count(skeleton.prompt + (skeleton.suffix or ""))
+        budget = max(budget - template_tokens, 16)
         seconds: dict[str, float] = {}
         t = time.perf_counter()
         after = doc.suffix if s.layout != "left-to-right" else ""
         if s.suffix_max_lines is not None:
             after = "".join(after.splitlines(keepends=True)[: s.suffix_max_lines + 1])  # + the cursor's own line
         shows_suffix = template.supports_fim or s.layout == "suffix-first"
-        suffix, suffix_tokens = take_head(after, int(budget * s.suffix_share), count) if shows_suffix else ("", 0)
+        suffix_reserve = int(budget * s.suffix_share) if shows_suffix else 0
+        suffix, suffix_tokens = take_head(after, suffix_reserve, count) if shows_suffix else ("", 0)
         # The cursor's line after the cursor is kept even when the suffix budget is tiny: it decides inline mode.
         if shows_suffix and not suffix and after:
             suffix = after.split("\n", 1)[0]
             suffix_tokens = count(suffix)
-        snippet_reserve = int(budget * s.snippet_share) if enabled else 0
         indent = held_back_whitespace(doc.prefix, left_to_right=s.layout != "fim" or not template.supports_fim)
-        prefix, prefix_tokens = take_tail(
-            doc.prefix[: len(doc.prefix) - len(indent)], max(budget - suffix_tokens - snippet_reserve, 8), count
-        )
+        before = doc.prefix[: len(doc.prefix) - len(indent)]
         seconds["prefix_suffix"] = time.perf_counter() - t
 
-        located = self.locate(doc) if enabled else None
-        current = located.path if located else doc.path
-        room = budget - prefix_tokens - suffix_tokens
-        spot = _Spot(
-            doc.path,
-            template.family,
-            doc.cursor_line,
-            tuple((f.path, hash(f.text)) for f in recent),
-            tuple(sorted(sources)) if sources is not None else None,
+        chosen, dropped = self._snippets(
+            doc, recent, located, seconds, sources, count, template, enabled=enabled, pin=pin, budget=budget
         )
-        chosen = self._pinned(spot, room, count) if enabled and pin else None
-        dropped: dict[str, int] = {}
-        if chosen is None:
-            candidates = self.collect(doc, recent, located, seconds, sources) if enabled else {}
-            t = time.perf_counter()
-            chosen, dropped = self._choose(candidates, current, room, count)
-            if enabled and pin:
-                self._pin(spot, chosen)
-        else:
-            t = time.perf_counter()
-            seconds["pinned"] = 0.0
         used_tokens = sum(count(s.text) + _SNIPPET_OVERHEAD_TOKENS for s in chosen)
-        seconds["budget"] = time.perf_counter() - t
         t = time.perf_counter()
-        comment = doc.language.line_comment if doc.language else None
+        # The prefix gets what the snippets leave: its budget does not depend on how long the suffix is here.
+        room = max(budget - max(suffix_reserve, suffix_tokens) - used_tokens, 8)
+        prefix, prefix_tokens = take_tail(before, room, count, align_lines=s.prefix_align_lines)
+        seconds["prefix_suffix"] += time.perf_counter() - t
+        t = time.perf_counter()
         rendered = render_completion(
             template,
             path=current,
@@ -368,25 +412,94 @@ class ContextBuilder:
             suffix=suffix,
             snippets=chosen,
             comment=comment,
-            repo_name=located.repository.name if located else None,
+            repo_name=repo_name,
             prompts=self.prompts,
             layout=s.layout,
+            snippet_format=s.snippet_format,
         )
+        warm_segments = None
+        if warm and s.layout == "fim":
+            # The window from where this prefix starts, as far as the prefix's budget goes, and an eighth more: lines
+            # counted one by one and in groups differ by a few tokens, and a warm too short misses its last lines.
+            window, _ = take_head(doc.text[len(before) - len(prefix) :], room + room // 8, count)
+            warm_segments = render_warm(
+                template,
+                path=current,
+                window=window,
+                snippets=chosen,
+                comment=comment,
+                repo_name=repo_name,
+                prompts=self.prompts,
+                snippet_format=s.snippet_format,
+            )
         seconds["render"] = time.perf_counter() - t
         return ContextResult(
             prompt=rendered.prompt,
             suffix=rendered.suffix,
             segments=rendered.segments,
             snippets=chosen,
-            budget=budget,
-            tokens={"prefix": prefix_tokens, "suffix": suffix_tokens, "snippets": used_tokens},
+            budget=total,
+            tokens={
+                "prefix": prefix_tokens,
+                "suffix": suffix_tokens,
+                "snippets": used_tokens,
+                "template": template_tokens,
+            },
             dropped=dropped,
             seconds=seconds,
             template=rendered.template,
-            repository=located.repository.name if located else None,
+            repository=repo_name,
             format=rendered.format,
             indent=indent,
+            warm=warm_segments,
         )
+
+    def _snippets(
+        self,
+        doc: Document,
+        recent: Sequence[OpenFile],
+        located: Located | None,
+        seconds: dict[str, float],
+        sources: frozenset[str] | None,
+        count: TokenCounter,
+        template: FimTemplate,
+        *,
+        enabled: bool,
+        pin: bool,
+        budget: int,
+    ) -> tuple[list[Snippet], dict[str, int]]:
+        """The snippets for ``doc`` within their share of ``budget`` (pinned ones while they hold), and how many
+        candidates of each source did not fit."""
+        if not enabled:
+            return [], {}
+        s = self.settings
+        whole = s.snippet_scope == "file"
+        # A short file leaves its unused prefix share to the snippets (counted on the whole file: cursor-free). Code
+        # averages 3-4 characters a token: a longer file leaves nothing and is not tokenized whole for it.
+        share = int(budget * s.snippet_share)
+        room = share
+        if whole and len(doc.text) < 4 * (budget - share):
+            room = max(share, budget - int(budget * s.suffix_share) - count(doc.text))
+        spot = _Spot(
+            doc.path,
+            template.family,
+            doc.cursor_line,
+            tuple((f.path, hash(f.text)) for f in recent),
+            tuple(sorted(sources)) if sources is not None else None,
+            _imports_key(doc.text) if whole else "",
+        )
+        chosen = self._pinned(spot, room, count, whole_file=whole) if pin else None
+        if chosen is not None:
+            seconds["pinned"] = 0.0
+            return chosen, {}
+        candidates = self.collect(doc, recent, located, seconds, sources)
+        t = time.perf_counter()
+        current = located.path if located else doc.path
+        chosen, dropped = self._choose(candidates, current, room, count)
+        seconds["budget"] = time.perf_counter() - t
+        if pin:
+            self._pin(spot, chosen)
+        return chosen, dropped
 
     def _choose(
         self, candidates: dict[str, list[Snippet]], current: str, room: int, count: TokenCounter
@@ -413,13 +526,16 @@ class ContextBuilder:
                 used_tokens += tokens
         return chosen, dropped
 
-    def _pinned(self, spot: _Spot, room: int, count: TokenCounter) -> list[Snippet] | None:
-        """The snippets pinned at this spot, if the cursor is still near it, recently, and they still fit."""
+    def _pinned(self, spot: _Spot, room: int, count: TokenCounter, *, whole_file: bool) -> list[Snippet] | None:
+        """The snippets pinned for this file (``whole_file``) or spot, if still valid and they still fit."""
         found = self._pins.get(spot.key)
-        moved = abs(found.spot.line - spot.line) > PIN_LINES if found else True
-        if found is None or moved or (found.spot.recent, found.spot.sources) != (spot.recent, spot.sources):
+        if found is None:
             return None
-        if time.monotonic() - found.at > PIN_SECONDS:
+        moved = not whole_file and abs(found.spot.line - spot.line) > PIN_LINES
+        same = (found.spot.recent, found.spot.sources, found.spot.imports) == (spot.recent, spot.sources, spot.imports)
+        if moved or not same:
+            return None
+        if time.monotonic() - found.at > (FILE_PIN_SECONDS if whole_file else PIN_SECONDS):
             return None
         if sum(count(s.text) + _SNIPPET_OVERHEAD_TOKENS for s in found.chosen) > room:
             return None

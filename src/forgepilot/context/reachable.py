@@ -11,6 +11,8 @@ its public methods. A signature is a line; a whole API fits where one function b
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Mapping
 
 from forgepilot.context.locate import Located
 from forgepilot.context.types import Document, Snippet
@@ -38,18 +40,25 @@ class ImportedSignatures:
         self.store = store
         self.max_signatures = max_signatures
 
-    def collect(self, doc: Document, located: Located, limit: int) -> list[Snippet]:
-        """One snippet per imported file, files whose names are used near the cursor first."""
+    def collect(self, doc: Document, located: Located, limit: int, *, whole_file: bool = False) -> list[Snippet]:
+        """One snippet per imported file, files whose names are used near the cursor first (``whole_file``: used
+        most in the whole document, so the choice does not move with the cursor)."""
         if limit <= 0 or located.file_id is None:
             return []
         lines = doc.text.splitlines()
-        near = set(_IDENT.findall("\n".join(lines[max(0, doc.cursor_line - 1 - _NEAR_LINES) : doc.cursor_line])))
+        near: Mapping[str, int]
+        if whole_file:
+            near = Counter(_IDENT.findall(doc.text))
+        else:
+            near = dict.fromkeys(
+                _IDENT.findall("\n".join(lines[max(0, doc.cursor_line - 1 - _NEAR_LINES) : doc.cursor_line])), 1
+            )
         indent = "    " if doc.language is not None and doc.language.name == "python" else "  "
         found: list[Snippet] = []
         for order, target in enumerate(self.store.import_targets(located.file_id)):
             snippet = self._stub(target.path, target.names, self.store.definitions_in(target.file_id), near, indent)
             if snippet is not None:
-                # Files whose names the code near the cursor uses rank first; then the order of the imports.
+                # Files whose names the code uses rank first; then the order of the imports.
                 used = len({d for d in snippet.label.split(",") if d in near}) if snippet.label else 0
                 found.append(
                     Snippet(
@@ -66,13 +75,13 @@ class ImportedSignatures:
         return found[:limit]
 
     def _stub(
-        self, path: str, names: frozenset[str], defs: list[Definition], near: set[str], indent: str
+        self, path: str, names: frozenset[str], defs: list[Definition], near: Mapping[str, int], indent: str
     ) -> Snippet | None:
         top = [d for d in defs if d.qualified_name == d.name and _public(d)]
         taken = [d for d in top if d.name in names] if names else []
         chosen = taken or top
-        # The names the code near the cursor uses first, then file order.
-        chosen = sorted(chosen, key=lambda d: (d.name not in near, d.start_line))[: self.max_signatures]
+        # The names the code uses (most often first), then file order.
+        chosen = sorted(chosen, key=lambda d: (-near.get(d.name, 0), d.start_line))[: self.max_signatures]
         if not chosen:
             return None
         # Definitions in priority order until the stub is full, then shown in file order.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import posixpath
 import re
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from forgepilot.syntax.imports import RepoFiles, resolve
 from forgepilot.syntax.symbols import analyze
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DOTTED = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)")
 _NEAR_LINES_BEFORE = 20
 _NEAR_LINES_AFTER = 3
 _HEAD_LINES = 150  # imports live at the top of a file in every parsed language
@@ -145,19 +146,31 @@ class RelatedDefinitions:
         targets = {ids[p] for imp in head.imports for p in resolve(imp, located.path, lang.name, files) if p in ids}
         return _Outline(symbols, targets, {n for imp in head.imports for n in imp.names})
 
-    def collect(self, doc: Document, located: Located, limit: int) -> list[Snippet]:
+    def collect(self, doc: Document, located: Located, limit: int, *, whole_file: bool = False) -> list[Snippet]:
+        """Definitions of the names near the cursor, closest first; ``whole_file``: of the names the whole document
+        uses, most used first (a choice that stays the same wherever the cursor goes in the file)."""
         if limit <= 0:
             return []
         outline = self._outline(doc, located)
         line = doc.cursor_line
         local_names = {s.name for s in outline.symbols}
-        enclosing = [s for s in outline.symbols if s.start_line <= line <= s.end_line]
+        enclosing = [] if whole_file else [s for s in outline.symbols if s.start_line <= line <= s.end_line]
         wanted: dict[str, float] = {}  # name -> the strongest reason it is wanted
 
         def want(name: str, score: float) -> None:
             if name not in local_names and (name not in wanted or wanted[name] < score):
                 wanted[name] = score
 
+        if whole_file:
+            # What the file imports from the repository by name, most used first (a name used only at the cursor's
+            # hole still counts: it is imported), then the attributes it reaches through imported modules
+            # (``utils.x``, ``require('./utils')``): only definitions in imported files are kept below.
+            used = Counter(_IDENT.findall(doc.text))
+            dotted = Counter(m.group(2) for m in _DOTTED.finditer(doc.text) if m.group(1) in outline.imported_names)
+            for name in sorted(outline.imported_names, key=lambda n: (-used[n], n)):
+                want(name, 0.0)
+            for name, _ in (dotted + used).most_common():
+                want(name, 0.0)
         for sym in enclosing:
             idents = _IDENT.findall(sym.signature)
             if sym.kind in _CLASS_KINDS:
@@ -168,7 +181,7 @@ class RelatedDefinitions:
                     if name[:1].isupper():  # types are capitalised in every language we parse
                         want(name, SCORE_SIGNATURE)
         lines = doc.text.splitlines()
-        near = lines[max(0, line - 1 - _NEAR_LINES_BEFORE) : line + _NEAR_LINES_AFTER]
+        near = [] if whole_file else lines[max(0, line - 1 - _NEAR_LINES_BEFORE) : line + _NEAR_LINES_AFTER]
         for text in reversed(near):  # closest to the cursor first
             for name in _IDENT.findall(text):
                 want(name, 0.0)
@@ -227,6 +240,8 @@ class RelatedDefinitions:
             for r in defs:
                 if r["file_id"] in outline.import_targets:
                     score = SCORE_IMPORTED
+                elif whole_file:
+                    continue  # whole-file context takes only what the file imports: nothing guessed from a name
                 elif wanted[name] > 0:
                     score = wanted[name]
                 elif posixpath.dirname(r["path"]) == here:

@@ -41,6 +41,7 @@ def render_completion(
     repo_name: str | None,
     prompts: PromptRegistry | None = None,
     layout: str = "fim",
+    snippet_format: str = "repo-level",
 ) -> Rendered:
     prompts = prompts or builtin_registry()
     # Nothing after a cursor at the start of a line: fill-in-the-middle has no middle to fill, and code models
@@ -59,7 +60,7 @@ def render_completion(
             snippets.append(Snippet("suffix", f"{path} (after the cursor)", 0, 0, suffix, 1.0))
     complete = prompts.get(COMPLETE_TEMPLATE)
     record = {"template_id": complete.name, "template_version": complete.version}
-    if template.supports_repo_level and template.supports_fim:
+    if template.supports_repo_level and template.supports_fim and snippet_format == "repo-level":
         files = [RepoFile(s.path, s.text) for s in snippets]
         if fill is None and not files:
             return Rendered(prefix, None, None, "plain", record)
@@ -70,3 +71,34 @@ def render_completion(
         header = prompts.render(COMPLETE_TEMPLATE, {"snippets": snippets, "comment": comment, "path": path}).user
         return Rendered(header + prefix, fill, None, "comment-snippets", record)
     return Rendered(prefix, fill, None, "plain", record)
+
+
+def render_warm(
+    template: FimTemplate,
+    *,
+    path: str,
+    window: str,
+    snippets: Sequence[Snippet],
+    comment: str | None,
+    repo_name: str | None,
+    prompts: PromptRegistry | None = None,
+    snippet_format: str = "repo-level",
+) -> tuple[Segment, ...]:
+    """The start every fill-in-the-middle prompt in this file's prefix window shares: the context, then the window's
+    text up to its end (``window``), as ``render_completion`` lays them out. Evaluated ahead of time (the model's
+    cache keeps it), a request anywhere in the window evaluates only the cursor's line and the text after it.
+    """
+    prompts = prompts or builtin_registry()
+    ordered = list(reversed(snippets))  # as render_completion orders them
+    if template.supports_repo_level and template.supports_fim and snippet_format == "repo-level":
+        files = [RepoFile(s.path, s.text) for s in ordered]
+        full = template.repo_segments(repo_name or "repository", files, path, window, "")
+        # The request's segments end with the window's text, then the markers around the (empty) suffix.
+        markers = sum(1 for marker in (template.between, template.close) if marker)
+        return full[: len(full) - markers]
+    header = ""
+    if snippets and comment:
+        header = prompts.render(COMPLETE_TEMPLATE, {"snippets": ordered, "comment": comment, "path": path}).user
+    if template.supports_fim:
+        return tuple(s for s in (Segment(template.open, control=True), Segment(header + window)) if s.text)
+    return (Segment(header + window),)

@@ -111,9 +111,19 @@ class SimilarWindows:
         lines = prefix.splitlines()[-self.window :]
         return {tok for line in lines for tok in _IDENT.findall(line)}
 
-    def best(self, prefix: str, files: Sequence[OpenFile], *, top: int = 4, min_score: float = 0.0) -> list[Snippet]:
-        """The best window of each file, the ``top`` best files first; windows scoring below ``min_score`` dropped."""
-        query = self.query_tokens(prefix)
+    def best(
+        self,
+        prefix: str,
+        files: Sequence[OpenFile],
+        *,
+        top: int = 4,
+        min_score: float = 0.0,
+        query: set[str] | None = None,
+    ) -> list[Snippet]:
+        """The best window of each file, the ``top`` best files first; windows scoring below ``min_score`` dropped.
+
+        The query is the identifiers of the last ``window`` lines of ``prefix``, or ``query`` when given."""
+        query = self.query_tokens(prefix) if query is None else query
         if not query or top <= 0:
             return []
         found: list[Snippet] = []

@@ -142,6 +142,9 @@ class ContextResult:
     #: a prompt without the indentation hides the block the line belongs to. The model writes it back; the answer
     #: loses it (serving), or the training target starts with it (datagen's FIM format).
     indent: str = ""
+    #: The start every prompt in this prefix window shares (context, then the window's text to its end), to warm
+    #: into the model's cache ahead of requests; None unless asked for (``fim`` layout only).
+    warm: tuple[Segment, ...] | None = None
 
     @property
     def raw(self) -> bool:

@@ -233,6 +233,11 @@ class EvalRunner:
     async def _run_cases(self, run_id: str, suite: Suite, config: RunConfig, identity: str) -> None:
         done = self.store.done_cases(run_id)
         todo = [(i, c) for i, c in enumerate(suite.cases) if c.id not in done]
+        if suite.kind == "completion":
+            # Holes of one file, top to bottom: each prompt starts with what the one before it evaluated (the
+            # file's context and the text above the earlier hole), which the model's cache reuses. Results keep
+            # their positions, so reports read in suite order.
+            todo.sort(key=lambda item: _locality(item[1]))
         total = len(suite.cases)
         finished = total - len(todo)
         self.progress(finished, total)
@@ -264,6 +269,12 @@ class EvalRunner:
             raise
         finally:
             await judge.close()
+
+
+def _locality(case: Case) -> tuple[str, str, int]:
+    """Where a completion case's cursor is: repository, file, offset."""
+    data = case.input
+    return (str(data.get("repository") or ""), str(data.get("path") or ""), len(str(data.get("prefix") or "")))
 
 
 class CaseFanout(Protocol):

@@ -130,6 +130,22 @@ async def assist_complete(
     }
 
 
+@router.post("/v1/assist/prepare", status_code=202)
+async def assist_prepare(
+    body: AssistCompleteBody, request: Request, st: State, authorization: Authorization = None
+) -> dict[str, Any]:
+    """An editor opened a file (or moved to a new part of it): warm the model's cache for completions there, in
+    the background, so the first completion at the cursor does not wait for the whole prompt to be evaluated."""
+    user = st.caller(request, authorization)
+    if body.model:
+        st.model_or_404(body.model)
+    inp = _completion_input(body, st.settings.gateway.request_budget_s)
+    who = user or request.headers.get("x-forgepilot-user") or body.user or client_host(request)
+    deployment = st.router.choose(who)  # the deployment this user's completions will come from
+    warming = st.assistant.completions.warm_later(st.serving(inp, deployment, st.monitoring.mode.degraded))
+    return {"object": "assist.prepare", "warming": warming, "deployment": deployment.alias}
+
+
 async def _run_task(
     st: GatewayState, request: Request, name: str, body: AssistTaskBody, action: bool
 ) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from forgepilot.monitor import Event, Monitoring, served_completion
 class Engine(Protocol):
     async def complete(self, doc: Document, recent: Sequence[OpenFile], cancel: CancelToken) -> dict[str, Any]: ...
 
+    async def prepare(self, doc: Document, recent: Sequence[OpenFile]) -> bool: ...
+
     async def task(self, name: str, code: str, path: str, language: str | None) -> dict[str, Any]: ...
 
     async def event(self, event: Event) -> None: ...
@@ -75,6 +77,12 @@ class InProcessEngine:
             **result.template,
         }
 
+    async def prepare(self, doc: Document, recent: Sequence[OpenFile]) -> bool:
+        inp = CompletionInput(document=doc, recent=recent)
+        if self.monitoring is not None and self.monitoring.mode.degraded:
+            inp = self.monitoring.degraded_input(inp)
+        return self.assistant.completions.warm_later(inp)
+
     async def task(self, name: str, code: str, path: str, language: str | None) -> dict[str, Any]:
         if self.monitoring is not None and self.monitoring.mode.chat_paused():
             raise BackendUnavailable(
@@ -120,14 +128,21 @@ class RemoteEngine:
         data: dict[str, Any] = response.json()
         return data
 
-    async def complete(self, doc: Document, recent: Sequence[OpenFile], cancel: CancelToken) -> dict[str, Any]:
-        body = {
+    @staticmethod
+    def _body(doc: Document, recent: Sequence[OpenFile]) -> dict[str, Any]:
+        return {
             "text": doc.text,
             "path": doc.path,
             "cursor": {"offset": doc.offset},
             "language": doc.language.name if doc.language else None,
             "recent_files": [{"path": f.path, "text": f.text} for f in recent],
         }
+
+    async def prepare(self, doc: Document, recent: Sequence[OpenFile]) -> bool:
+        return bool((await self._post("/v1/assist/prepare", self._body(doc, recent))).get("warming"))
+
+    async def complete(self, doc: Document, recent: Sequence[OpenFile], cancel: CancelToken) -> dict[str, Any]:
+        body = self._body(doc, recent)
         task = asyncio.ensure_future(self._post("/v1/assist/complete", body))
         try:
             return await task

@@ -70,6 +70,7 @@ class ForgePilotServer(LanguageServer):
             window_chars=retention_window_chars,
         )
         self.degraded = False
+        self._background: set[asyncio.Future[None]] = set()
 
     def current_text(self, uri: str) -> str | None:
         """The text of ``uri`` now: the open buffer, else the saved file, else None (closed and gone)."""
@@ -97,6 +98,22 @@ class ForgePilotServer(LanguageServer):
             types.ShowMessageParams(types.MessageType.Warning if degraded else types.MessageType.Info, text)
         )
         self.protocol.notify(STATUS_NOTIFICATION, {"degraded": degraded, "message": text})
+
+    def prepare_soon(self, uri: str) -> None:
+        """Warm the model's cache for completions in ``uri`` (just opened) in the background."""
+        at = self.document_at(uri, types.Position(0, 0))
+        if at is None:
+            return
+
+        async def warm() -> None:
+            try:
+                await self.engine.prepare(at[0], self.recent_files(uri))
+            except ForgePilotError as exc:  # an optimisation: never an error the user sees
+                _log.info("could not warm %s: %s", uri, exc.one_line())
+
+        task = asyncio.ensure_future(warm())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def touch(self, uri: str) -> None:
         self.recent[uri] = None
@@ -257,6 +274,7 @@ def build_server(
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: ForgePilotServer, params: types.DidOpenTextDocumentParams) -> None:
         ls.touch(params.text_document.uri)
+        ls.prepare_soon(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: ForgePilotServer, params: types.DidChangeTextDocumentParams) -> None:
