@@ -396,7 +396,7 @@ class ContextBuilder:
         seconds["prefix_suffix"] = time.perf_counter() - t
 
         chosen, dropped = self._snippets(
-            doc, recent, located, seconds, sources, count, template, enabled=enabled, pin=pin, budget=budget
+            doc, recent, located, current, seconds, sources, count, template, enabled=enabled, pin=pin, budget=budget
         )
         used_tokens = sum(count(s.text) + _SNIPPET_OVERHEAD_TOKENS for s in chosen)
         t = time.perf_counter()
@@ -459,6 +459,7 @@ class ContextBuilder:
         doc: Document,
         recent: Sequence[OpenFile],
         located: Located | None,
+        current: str,
         seconds: dict[str, float],
         sources: frozenset[str] | None,
         count: TokenCounter,
@@ -494,7 +495,6 @@ class ContextBuilder:
             return chosen, {}
         candidates = self.collect(doc, recent, located, seconds, sources)
         t = time.perf_counter()
-        current = located.path if located else doc.path
         chosen, dropped = self._choose(candidates, current, room, count)
         seconds["budget"] = time.perf_counter() - t
         if pin:

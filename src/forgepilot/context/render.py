@@ -60,17 +60,25 @@ def render_completion(
             snippets.append(Snippet("suffix", f"{path} (after the cursor)", 0, 0, suffix, 1.0))
     complete = prompts.get(COMPLETE_TEMPLATE)
     record = {"template_id": complete.name, "template_version": complete.version}
-    if template.supports_repo_level and template.supports_fim and snippet_format == "repo-level":
+    if _repo_level(template, snippet_format):
         files = [RepoFile(s.path, s.text) for s in snippets]
         if fill is None and not files:
             return Rendered(prefix, None, None, "plain", record)
         segments = template.repo_segments(repo_name or "repository", files, path, prefix, fill)
         return Rendered(prompt_text(segments), None, segments, "repo-level", record)
     if snippets and comment:
-        # The header is text (the template's words around the snippets): it reaches the model as plain text.
-        header = prompts.render(COMPLETE_TEMPLATE, {"snippets": snippets, "comment": comment, "path": path}).user
-        return Rendered(header + prefix, fill, None, "comment-snippets", record)
+        return Rendered(_header(prompts, snippets, comment, path) + prefix, fill, None, "comment-snippets", record)
     return Rendered(prefix, fill, None, "plain", record)
+
+
+def _repo_level(template: FimTemplate, snippet_format: str) -> bool:
+    """Whether snippets go in as files of the model's repository-level format (else as a comment header)."""
+    return template.supports_repo_level and template.supports_fim and snippet_format == "repo-level"
+
+
+def _header(prompts: PromptRegistry, snippets: Sequence[Snippet], comment: str, path: str) -> str:
+    """The snippets as a comment header: text (the template's words around them) that reaches the model as such."""
+    return prompts.render(COMPLETE_TEMPLATE, {"snippets": snippets, "comment": comment, "path": path}).user
 
 
 def render_warm(
@@ -90,15 +98,13 @@ def render_warm(
     """
     prompts = prompts or builtin_registry()
     ordered = list(reversed(snippets))  # as render_completion orders them
-    if template.supports_repo_level and template.supports_fim and snippet_format == "repo-level":
+    if _repo_level(template, snippet_format):
         files = [RepoFile(s.path, s.text) for s in ordered]
         full = template.repo_segments(repo_name or "repository", files, path, window, "")
         # The request's segments end with the window's text, then the markers around the (empty) suffix.
         markers = sum(1 for marker in (template.between, template.close) if marker)
         return full[: len(full) - markers]
-    header = ""
-    if snippets and comment:
-        header = prompts.render(COMPLETE_TEMPLATE, {"snippets": ordered, "comment": comment, "path": path}).user
+    header = _header(prompts, ordered, comment, path) if snippets and comment else ""
     if template.supports_fim:
         return tuple(s for s in (Segment(template.open, control=True), Segment(header + window)) if s.text)
     return (Segment(header + window),)
