@@ -101,6 +101,10 @@ class Tally:
     saved: int = 0
     accepted: int = 0
     whole: int = 0
+    #: Requests answered from the short in-file prompt (``cold_start``), and those whose prompt held repository
+    #: context (a snippet other than the text after the cursor): whether "context on" was in use while typing.
+    short: int = 0
+    with_context: int = 0
 
     def record(self) -> dict[str, Any]:
         return {
@@ -114,6 +118,8 @@ class Tally:
             "chars_typed": self.typed,
             "chars_saved": self.saved,
             "saved_per_100_typed": round(100 * self.saved / max(self.typed, 1), 2),
+            "answered_short": self.short,
+            "answered_with_context": self.with_context,
         }
 
 
@@ -170,6 +176,8 @@ async def replay(
             )
             (tally.cold if first else tally.warm).append(time.perf_counter() - t)
             first = False
+            tally.short += "cold_start" in result.steps
+            tally.with_context += any(s.source != "suffix" for s in result.snippets)
             taken = accepted_part(result.text, target[i:]) if result.text else 0
             if taken:
                 tally.accepted += 1
@@ -270,12 +278,15 @@ def main() -> None:
                 result["runs"].append(run(settings, hunks, tree, model, context, pace))
     print(f"\ntyping replay: {len(hunks)} blocks ({sum(len(h.block) for h in hunks)} chars) from "
           f"{len(result['commits'])} commits of {args.repo}")  # fmt: skip
-    print(f"{'model':<30}{'context':>8}{'p50 s':>8}{'p95 s':>8}{'cold s':>8}{'saved/100':>10}{'requests':>9}")
+    print(
+        f"{'model':<30}{'context':>8}{'p50 s':>8}{'p95 s':>8}{'cold s':>8}{'saved/100':>10}{'requests':>9}"
+        f"{'short':>7}{'w/ ctx':>8}"
+    )
     for r in result["runs"]:
         print(
             f"{r['model']:<30}{'on' if r['context'] else 'off':>8}{r['latency_p50_s'] or 0:>8.3f}"
             f"{r['latency_p95_s'] or 0:>8.3f}{r['cold_p50_s'] or 0:>8.3f}{r['saved_per_100_typed']:>10}"
-            f"{r['requests']:>9}"
+            f"{r['requests']:>9}{r['answered_short']:>7}{r['answered_with_context']:>8}"
         )
     print("goals: p50 <= 0.6 s, p95 <= 2 s, cold <= 4 s")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -104,11 +104,12 @@ class ContextSettings(BaseModel):
     max_prompt_tokens: int | None = Field(default=1536, gt=0)
     #: Share of the budget for the text after the cursor (the rest goes to the prefix and snippets).
     suffix_share: float = Field(default=0.15, ge=0.0, le=0.9)
-    #: Where the text after the cursor goes. ``fim``: the model family's fill-in-the-middle format. ``suffix-first``:
-    #: shown before the current file (as a file of the repository, or a comment snippet), the current file then
-    #: continued left to right; typing only appends to such a prompt, so the model's cache keeps all of it.
-    #: ``left-to-right``: not shown at all.
-    layout: Literal["fim", "suffix-first", "left-to-right"] = "fim"
+    #: Where the text after the cursor goes. ``suffix-first``: shown before the current file (as a file of the
+    #: repository, or a comment snippet), the current file then continued left to right; typing only appends to such
+    #: a prompt, so the model's cache keeps all of it (the typing replay's p50 0.18 s vs 1.38 s for ``fim``, and
+    #: more characters saved). ``fim``: the model family's fill-in-the-middle format, which puts that text after the
+    #: prefix, so every keystroke evaluates it again. ``left-to-right``: not shown at all.
+    layout: Literal["fim", "suffix-first", "left-to-right"] = "suffix-first"
     #: Lines after the cursor the prompt holds at most (None: as many as the share allows). Every keystroke
     #: evaluates the text after the cursor again: fewer lines, faster answers while typing.
     suffix_max_lines: int | None = Field(default=None, ge=1)

@@ -91,12 +91,13 @@ async def test_suffix_first_layout_ends_the_prompt_at_the_cursor(isolated_state:
 LONG = "".join(f"def step_{i}(value):\n    return value * {i} + {i}\n\n\n" for i in range(60))
 
 
-def _warm_assistant(**assist: object) -> tuple[Assistant, FakeBackend]:
+def _warm_assistant(layout: str = "fim", **assist: object) -> tuple[Assistant, FakeBackend]:
     backend = FakeBackend("fake:coder", replies=lambda prompt: "value + 1\n", warmable=True)
     settings = load_settings()
     settings.assist = settings.assist.model_copy(update=assist)
-    # Every keystroke evaluates the text after the cursor again: two lines of it keep a keystroke under the limit.
-    settings.context = settings.context.model_copy(update={"suffix_max_lines": 2})
+    # With fill-in-the-middle every keystroke evaluates the text after the cursor again: two lines of it keep a
+    # keystroke under the limit.
+    settings.context = settings.context.model_copy(update={"suffix_max_lines": 2, "layout": layout})
     return Assistant(settings, workspace=None, preset={backend.name: backend}), backend
 
 
@@ -129,6 +130,29 @@ async def test_a_cold_spot_is_answered_from_a_short_prompt_while_the_full_one_wa
     assert "cold_start" not in second.steps
     assert len(fake_tokens(backend.prompts[-1])) > 200
     assert backend.prompts[-1].startswith(backend.warmed[0][: len(backend.warmed[0]) // 2])
+    await assistant.aclose()
+
+
+async def test_suffix_first_warms_the_whole_prompt_that_typing_then_appends_to(isolated_state: Path) -> None:
+    assistant, backend = _warm_assistant("suffix-first", cold_prompt_tokens=64)
+    spot = LONG.index("def step_40")
+    typed = "def step_40(value):\n    return "
+
+    def doc(extra: str) -> Document:
+        text = LONG[:spot] + typed + extra + LONG[spot + len(typed) :]
+        return Document.at("steps.py", text, offset=spot + len(typed) + len(extra), language="python")
+
+    first = await assistant.completions.complete(CompletionInput(document=doc(""), model=backend.name))
+    assert "cold_start" in first.steps
+    await _settle(assistant)
+    (warmed,) = backend.warmed
+    # The warm is the full prompt at the spot: the text after the cursor first, the file down to the cursor last.
+    assert "<|file_sep|>steps.py (after the cursor)\n" in warmed and warmed.endswith("def step_40(value):\n    return")
+    # Typing appends to it: the next keystrokes' prompts start with all of it.
+    for extra in ("v", "val", "value "):
+        answer = await assistant.completions.complete(CompletionInput(document=doc(extra), model=backend.name))
+        assert "cold_start" not in answer.steps
+        assert backend.prompts[-1].startswith(warmed), extra
     await assistant.aclose()
 
 

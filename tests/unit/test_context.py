@@ -136,9 +136,10 @@ def test_context_off_sends_prefix_and_suffix_only(indexed: Workspace) -> None:
     assert result.snippets == [] and result.format == "repo-level"
 
 
+@pytest.mark.parametrize("layout", ["fim", "suffix-first"])
 @pytest.mark.parametrize("family", ["qwen2.5-coder", "deepseek-coder", "starcoder2", "codellama", "plain"])
-def test_rendering_per_family_golden(indexed: Workspace, family: str) -> None:
-    builder = ContextBuilder(indexed)
+def test_rendering_per_family_golden(indexed: Workspace, family: str, layout: str) -> None:
+    builder = ContextBuilder(indexed, ContextSettings(layout=layout))  # type: ignore[arg-type]
     recent = [OpenFile("notes/pricing.py", "def subtotal_of(cart):\n    subtotal = cart.total_cents()\n")]
     result = builder.build(
         checkout_doc(), template=fim_template(family), count=count, max_context=4096, max_tokens=64, recent=recent
@@ -146,7 +147,7 @@ def test_rendering_per_family_golden(indexed: Workspace, family: str) -> None:
     rendered = (
         f"format: {result.format}\nraw: {result.raw}\n--- prompt ---\n{result.prompt}\n--- suffix ---\n{result.suffix}"
     )
-    golden = GOLDEN / f"{family}.txt"
+    golden = GOLDEN / (f"{family}.txt" if layout == "fim" else f"{family}-{layout}.txt")
     if os.environ.get("FORGEPILOT_UPDATE_GOLDEN"):
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(rendered, encoding="utf-8")
@@ -178,7 +179,7 @@ def _at_line(builder: ContextBuilder, path: Path, text: str, line: int, *, warm:
 
 
 def test_prompts_in_a_stretch_of_a_file_share_everything_above_the_higher_cursor(indexed: Workspace) -> None:
-    builder = ContextBuilder(indexed, ContextSettings(max_prompt_tokens=700))
+    builder = ContextBuilder(indexed, ContextSettings(max_prompt_tokens=700, layout="fim"))
     path, text = _long_checkout()
     results = {line: _at_line(builder, path, text, line) for line in range(120, 250, 3)}
     # The context block is chosen for the file: the same wherever the cursor is.
@@ -198,7 +199,7 @@ def test_prompts_in_a_stretch_of_a_file_share_everything_above_the_higher_cursor
 
 
 def test_the_warm_start_is_what_prompts_in_the_window_begin_with(indexed: Workspace) -> None:
-    builder = ContextBuilder(indexed, ContextSettings(max_prompt_tokens=700))
+    builder = ContextBuilder(indexed, ContextSettings(max_prompt_tokens=700, layout="fim"))
     path, text = _long_checkout()
     opened = _at_line(builder, path, text, 150, warm=True)
     assert opened.warm is not None and opened.warm[-1].control is False
@@ -213,6 +214,7 @@ def test_the_warm_start_is_what_prompts_in_the_window_begin_with(indexed: Worksp
         head = result.prompt.split("<|fim_suffix|>")[0]
         assert warm.startswith(head[: head.rindex("\n")]), line  # all but the cursor's own line
     assert shared >= 6  # the warm covers the rest of its stretch of the file (150 is in the middle of one)
-    # Suffix-first prompts have no such start.
+    # A suffix-first prompt is what the next keystrokes at its spot append to: its warm is all of it.
     other = ContextBuilder(indexed, ContextSettings(layout="suffix-first"))
-    assert _at_line(other, path, text, 150, warm=True).warm is None
+    here = _at_line(other, path, text, 150, warm=True)
+    assert here.warm is not None and "".join(s.text for s in here.warm) == here.prompt

@@ -135,9 +135,12 @@ def test_completion_instances_render_through_the_serving_path(built: tuple[Path,
     rows = read_instances(built[2].out)
     block = next(r for r in rows if r["kind"] == "in_block" and r["language"] == "python")
     prompt = str(block["fim_prompt"])
-    # Qwen2.5-Coder's repository-level FIM format, with the serving context builder's snippets before the file.
-    assert prompt.startswith("<|repo_name|>") and prompt.endswith("<|fim_middle|>")
-    assert f"<|file_sep|>{block['path']}" in prompt
+    # Qwen2.5-Coder's repository-level format as serving lays it out (suffix-first): the serving context builder's
+    # snippets, then the text after the hole as a file of its own, then the file down to the hole.
+    assert prompt.startswith("<|repo_name|>") and "<|fim_middle|>" not in prompt
+    assert f"<|file_sep|>{block['path']} (after the cursor)\n" in prompt
+    before = str(block["prefix"])
+    assert prompt.endswith(before[: len(before) - len(str(block["fim_indent"]))][-40:])
     assert block["template"]["template_id"] == "complete"  # type: ignore[index]
     assert block["template"]["template_version"] == builtin_registry().get("complete").version  # type: ignore[index]
     cart = next(r for r in rows if r["kind"] in ("in_block", "inline") and r["path"] == "shop/cart.py")
@@ -408,8 +411,8 @@ def test_commit_instances_use_the_commit_task_template(tmp_path: Path) -> None:
 
 
 def test_fim_targets_match_the_serving_prompt(built: tuple[Path, list[Path], BuildReport]) -> None:
-    # A hole after typed indentation: the serving prompt holds its last space back (ContextResult.indent), so the
-    # FIM target starts with it, and prompt + completion is exactly what the model sees and writes.
+    # A hole after a space: the serving prompt holds it back (ContextResult.indent), so the target starts with it,
+    # and prompt + completion is exactly what the model sees and writes.
     rows = [r for r in read_instances(built[2].out) if r["fim_prompt"] and r["fim_indent"]]
     assert rows
     fim = {}
@@ -420,8 +423,8 @@ def test_fim_targets_match_the_serving_prompt(built: tuple[Path, list[Path], Bui
     checked = 0
     for r in rows:
         prompt = str(r["fim_prompt"])
-        head = prompt.split("<|fim_suffix|>")[0]
-        assert r["fim_indent"] == " " and not head.rpartition("\n")[2].strip(), prompt[-80:]
+        before = str(r["prefix"])
+        assert r["fim_indent"] == " " and before.endswith(" ") and prompt.endswith(before[:-1][-40:]), prompt[-80:]
         if prompt in fim:
             assert fim[prompt]["completion"] == str(r["fim_indent"]) + str(r["completion"])
             checked += 1

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from forgepilot.backends.base import Segment
 from forgepilot.backends.fim import FimTemplate
 from forgepilot.config import ContextSettings
 from forgepilot.context.locate import Located, locate
@@ -348,7 +349,7 @@ class ContextBuilder:
     ) -> ContextResult:
         """The prompt for completing ``doc`` at its cursor; ``enabled=False`` sends prefix and suffix alone.
 
-        ``warm`` also lays out the start shared by every prompt in this prefix window (``ContextResult.warm``).
+        ``warm`` also lays out what the next prompts here start with (``ContextResult.warm``).
 
         The budget is split so that the prompt's start moves as little as possible with the cursor: the text after
         the cursor has a fixed share, the snippets are chosen for the whole file (``snippet_scope = "file"``) before
@@ -418,7 +419,13 @@ class ContextBuilder:
             snippet_format=s.snippet_format,
         )
         warm_segments = None
-        if warm and s.layout == "fim":
+        if warm and s.layout == "suffix-first":
+            # Typing only appends to this prompt: the whole of it is what the next keystrokes here start with.
+            if rendered.segments is not None:
+                warm_segments = rendered.segments
+            elif rendered.suffix is None:
+                warm_segments = (Segment(rendered.prompt),)
+        elif warm and s.layout == "fim":
             # The window from where this prefix starts, as far as the prefix's budget goes, and an eighth more: lines
             # counted one by one and in groups differ by a few tokens, and a warm too short misses its last lines.
             window, _ = take_head(doc.text[len(before) - len(prefix) :], room + room // 8, count)

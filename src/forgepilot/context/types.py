@@ -142,8 +142,9 @@ class ContextResult:
     #: a prompt without the indentation hides the block the line belongs to. The model writes it back; the answer
     #: loses it (serving), or the training target starts with it (datagen's FIM format).
     indent: str = ""
-    #: The start every prompt in this prefix window shares (context, then the window's text to its end), to warm
-    #: into the model's cache ahead of requests; None unless asked for (``fim`` layout only).
+    #: What the next prompts here start with, to warm into the model's cache ahead of requests: with ``fim``, the
+    #: start every prompt in this prefix window shares (context, then the window's text to its end); with
+    #: ``suffix-first``, the whole prompt (typing appends to it). None unless asked for.
     warm: tuple[Segment, ...] | None = None
 
     @property
