@@ -183,7 +183,7 @@ def search(
         return
     if mode not in ("hybrid", "lexical", "vector", "symbol"):
         raise UserError(f"unknown search mode {mode!r}", hint="use hybrid, lexical, vector, symbol or path")
-    has_vectors = ws.store.conn.execute("SELECT 1 FROM chunk_vectors LIMIT 1").fetchone() is not None
+    has_vectors = ws.store.has_vectors()
     hits = searcher.search(query, limit, filters, mode=cast(Mode, mode), vectors=has_vectors)
     if json_:
         print_json(hits)

@@ -15,11 +15,10 @@ import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from forgepilot.context.locate import Located
 from forgepilot.context.types import Document, Snippet
-from forgepilot.index.store import Store
+from forgepilot.index.store import FoundDefinition, Store
 from forgepilot.syntax.imports import RepoFiles, resolve
 from forgepilot.syntax.symbols import analyze
 
@@ -99,38 +98,20 @@ class RelatedDefinitions:
         cached = self._repo_files.get(repo.id)
         if cached is not None and cached[0] == repo.indexed_at:
             return cached[1], cached[2]
-        rows = self.store.conn.execute(
-            "SELECT id, path, package FROM files WHERE repo_id = ? AND status = 'indexed'", (repo.id,)
-        ).fetchall()
-        ids = {r["path"]: int(r["id"]) for r in rows}
-        files = RepoFiles(ids, {r["path"]: r["package"] for r in rows if r["package"]})
+        rows = self.store.indexed_files_of(repo.id)
+        ids = {r.path: r.id for r in rows}
+        files = RepoFiles(ids, {r.path: r.package for r in rows if r.package})
         self._repo_files[repo.id] = (repo.indexed_at, files, ids)
         return files, ids
 
     def _outline(self, doc: Document, located: Located) -> _Outline:
         if located.file_id is not None:
-            conn = self.store.conn
             symbols = [
-                _LocalSymbol(r["name"], r["kind"], r["signature"], r["start_line"], r["end_line"])
-                for r in conn.execute(
-                    "SELECT name, kind, signature, start_line, end_line FROM symbols WHERE file_id = ?",
-                    (located.file_id,),
-                )
+                _LocalSymbol(d.name, d.kind, d.signature, d.start_line, d.end_line)
+                for d in self.store.definitions_in(located.file_id)
             ]
-            targets = {
-                int(r[0])
-                for r in conn.execute(
-                    "SELECT target_file_id FROM import_edges JOIN imports ON imports.id = import_id "
-                    "WHERE imports.file_id = ?",
-                    (located.file_id,),
-                )
-            }
-            names = {
-                n
-                for (text,) in conn.execute("SELECT names FROM imports WHERE file_id = ?", (located.file_id,))
-                for n in text.split()
-            }
-            return _Outline(symbols, targets, names)
+            targets = {t.file_id for t in self.store.import_targets(located.file_id)}
+            return _Outline(symbols, targets, self.store.imported_names(located.file_id))
         # Not indexed (a new file): parse its head for imports and the code before the cursor for definitions.
         lang = doc.language
         if lang is None or lang.grammar is None:
@@ -191,60 +172,35 @@ class RelatedDefinitions:
         if not names:
             return []
         repo_id = located.repository.id
-        marks = ",".join("?" * len(names))
         # Two steps: how many definitions each name has (cheap), then the full rows of only those that can score:
         # names defined once, wanted types, and definitions in imported files or the same directory.
-        counts = dict(
-            self.store.conn.execute(
-                # COLLATE NOCASE lets SQLite use the (case-insensitive) name index; exact case is kept by GROUP BY.
-                # CROSS JOIN keeps symbols as the outer loop: the planner would otherwise walk every file of the repo.
-                "SELECT symbols.name, count(*) FROM symbols CROSS JOIN files ON files.id = symbols.file_id "
-                f"WHERE symbols.name COLLATE NOCASE IN ({marks}) AND files.repo_id = ? GROUP BY symbols.name",
-                [*names, repo_id],
-            ).fetchall()
-        )
-        sure = [n for n in names if counts.get(n) == 1 or (wanted[n] > 0 and n in counts)]
-        targets = sorted(outline.import_targets)
+        counts = self.store.definition_counts(repo_id, names)
         here = posixpath.dirname(located.path)
-        clauses = [f"symbols.name IN ({','.join('?' * len(sure))})"] if sure else []
-        params: list[Any] = list(sure)
-        if targets:
-            clauses.append(f"symbols.file_id IN ({','.join('?' * len(targets))})")
-            params += targets
-        # Same-directory definitions only for names defined a few times: common names would flood the query.
-        rare = [n for n in names if 0 < counts.get(n, 0) <= 5]
-        if rare:
-            clauses.append(
-                f"(symbols.name IN ({','.join('?' * len(rare))}) "
-                "AND files.path LIKE ? ESCAPE '\\' AND files.path NOT LIKE ? ESCAPE '\\')"
-            )
-            escaped = here.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params += [*rare, *([f"{escaped}/%", f"{escaped}/%/%"] if here else ["%", "%/%"])]
-        if not clauses:
-            return []
-        rows = self.store.conn.execute(
-            "SELECT symbols.name, symbols.qualified_name, symbols.kind, symbols.signature, symbols.doc, "
-            "symbols.start_line, symbols.end_line, files.id AS file_id, files.path FROM symbols "
-            f"CROSS JOIN files ON files.id = symbols.file_id WHERE symbols.name COLLATE NOCASE IN ({marks}) "
-            f"AND files.repo_id = ? AND ({' OR '.join(clauses)})",
-            [*names, repo_id, *params],
-        ).fetchall()
-        by_name: dict[str, list[Any]] = {}
+        rows = self.store.definitions_named(
+            repo_id,
+            names,
+            any_of=[n for n in names if counts.get(n) == 1 or (wanted[n] > 0 and n in counts)],
+            in_files=sorted(outline.import_targets),
+            # Same-directory definitions only for names defined a few times: common names would flood the query.
+            rare=[n for n in names if 0 < counts.get(n, 0) <= 5],
+            directory=here,
+        )
+        by_name: dict[str, list[FoundDefinition]] = {}
         exact = set(names)
         for r in rows:
-            if r["file_id"] != located.file_id and r["name"] in exact:
-                by_name.setdefault(r["name"], []).append(r)
-        scored: list[tuple[float, int, Any]] = []
+            if r.file_id != located.file_id and r.name in exact:
+                by_name.setdefault(r.name, []).append(r)
+        scored: list[tuple[float, int, FoundDefinition]] = []
         order = {name: i for i, name in enumerate(names)}
         for name, defs in by_name.items():
             for r in defs:
-                if r["file_id"] in outline.import_targets:
+                if r.file_id in outline.import_targets:
                     score = SCORE_IMPORTED
                 elif whole_file:
                     continue  # whole-file context takes only what the file imports: nothing guessed from a name
                 elif wanted[name] > 0:
                     score = wanted[name]
-                elif posixpath.dirname(r["path"]) == here:
+                elif posixpath.dirname(r.path) == here:
                     score = SCORE_SAME_DIR
                 elif counts.get(name) == 1 and name in outline.imported_names:
                     score = SCORE_IMPORTED
@@ -253,39 +209,39 @@ class RelatedDefinitions:
                 else:
                     continue  # an ambiguous name: a guess would cost tokens and may mislead
                 scored.append((score, order[name], r))
-        scored.sort(key=lambda t: (-t[0], t[1], len(t[2]["qualified_name"])))
+        scored.sort(key=lambda t: (-t[0], t[1], len(t[2].qualified_name)))
         seen: set[tuple[str, int]] = set()
         names_seen: set[str] = set()
         snippets = []
         for score, _, r in scored:
-            key = (r["path"], r["start_line"])
+            key = (r.path, r.start_line)
             # One definition per qualified name: a property's getter and setter say the same thing twice.
-            if key in seen or r["qualified_name"] in names_seen:
+            if key in seen or r.qualified_name in names_seen:
                 continue
             seen.add(key)
-            names_seen.add(r["qualified_name"])
+            names_seen.add(r.qualified_name)
             snippets.append(self._snippet(located, r, score))
             if len(snippets) >= limit:
                 break
         return snippets
 
-    def _snippet(self, located: Located, r: Any, score: float) -> Snippet:
-        short = r["signature"]
-        if r["doc"]:
-            short += "\n" + "\n".join(f"    {d}" if d else "" for d in r["doc"].splitlines()[:12])
+    def _snippet(self, located: Located, r: FoundDefinition, score: float) -> Snippet:
+        short = r.signature
+        if r.doc:
+            short += "\n" + "\n".join(f"    {d}" if d else "" for d in r.doc.splitlines()[:12])
         text = short
-        span = r["end_line"] - r["start_line"] + 1
+        span = r.end_line - r.start_line + 1
         if span <= self.body_max_lines:
-            lines = self.lines.get(Path(located.repository.root) / r["path"])
-            if lines is not None and r["end_line"] <= len(lines):
-                text = "\n".join(lines[r["start_line"] - 1 : r["end_line"]])
+            lines = self.lines.get(Path(located.repository.root) / r.path)
+            if lines is not None and r.end_line <= len(lines):
+                text = "\n".join(lines[r.start_line - 1 : r.end_line])
         return Snippet(
             "related",
-            r["path"],
-            r["start_line"],
-            r["end_line"],
+            r.path,
+            r.start_line,
+            r.end_line,
             text,
             score,
-            label=r["qualified_name"],
+            label=r.qualified_name,
             short_text=short if short != text else None,
         )

@@ -3,13 +3,25 @@
 from forgepilot.index.indexer import Indexer, IndexReport, Workspace
 from forgepilot.index.scan import ScanSettings
 from forgepilot.index.search import Filters, Hit, Searcher
-from forgepilot.index.store import FileProblem, Repository, RepositoryStatus
+from forgepilot.index.store import (
+    Definition,
+    FileProblem,
+    FoundDefinition,
+    ImportTarget,
+    IndexedFile,
+    Repository,
+    RepositoryStatus,
+)
 
 __all__ = [
+    "Definition",
     "FileProblem",
     "Filters",
+    "FoundDefinition",
     "Hit",
+    "ImportTarget",
     "IndexReport",
+    "IndexedFile",
     "Indexer",
     "Repository",
     "RepositoryStatus",

@@ -143,6 +143,28 @@ class Definition:
 
 
 @dataclass(frozen=True)
+class IndexedFile:
+    id: int
+    path: str
+    package: str | None
+
+
+@dataclass(frozen=True)
+class FoundDefinition:
+    """A definition found by name, and the file it is in."""
+
+    name: str
+    qualified_name: str
+    kind: str
+    signature: str
+    doc: str | None
+    start_line: int
+    end_line: int
+    file_id: int
+    path: str
+
+
+@dataclass(frozen=True)
 class Repository:
     id: int
     root: str
@@ -331,6 +353,73 @@ class Store(SqliteStore):
             (file_id,),
         ).fetchall()
         return [Definition(*r) for r in rows]
+
+    def indexed_files_of(self, repo_id: int) -> list[IndexedFile]:
+        rows = self.conn.execute(
+            "SELECT id, path, package FROM files WHERE repo_id = ? AND status = 'indexed'", (repo_id,)
+        ).fetchall()
+        return [IndexedFile(int(r[0]), str(r[1]), r[2]) for r in rows]
+
+    def imported_names(self, file_id: int) -> set[str]:
+        """Every name the file's import statements take (from the repository or not)."""
+        rows = self.conn.execute("SELECT names FROM imports WHERE file_id = ?", (file_id,))
+        return {n for (text,) in rows for n in text.split()}
+
+    def definition_counts(self, repo_id: int, names: Sequence[str]) -> dict[str, int]:
+        """How many definitions each of ``names`` has in the repository (names with none are left out)."""
+        if not names:
+            return {}
+        marks = ",".join("?" * len(names))
+        rows = self.conn.execute(
+            # COLLATE NOCASE lets SQLite use the (case-insensitive) name index; exact case is kept by GROUP BY.
+            # CROSS JOIN keeps symbols as the outer loop: the planner would otherwise walk every file of the repo.
+            "SELECT symbols.name, count(*) FROM symbols CROSS JOIN files ON files.id = symbols.file_id "
+            f"WHERE symbols.name COLLATE NOCASE IN ({marks}) AND files.repo_id = ? GROUP BY symbols.name",
+            [*names, repo_id],
+        ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def definitions_named(
+        self,
+        repo_id: int,
+        names: Sequence[str],
+        *,
+        any_of: Sequence[str] = (),
+        in_files: Sequence[int] = (),
+        rare: Sequence[str] = (),
+        directory: str = "",
+    ) -> list[FoundDefinition]:
+        """Definitions in the repository with one of ``names`` (case-insensitively) that are also: named one of
+        ``any_of``, or in one of the files ``in_files``, or named one of ``rare`` and directly in ``directory``."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if any_of:
+            clauses.append(f"symbols.name IN ({','.join('?' * len(any_of))})")
+            params += any_of
+        if in_files:
+            clauses.append(f"symbols.file_id IN ({','.join('?' * len(in_files))})")
+            params += in_files
+        if rare:
+            clauses.append(
+                f"(symbols.name IN ({','.join('?' * len(rare))}) "
+                "AND files.path LIKE ? ESCAPE '\\' AND files.path NOT LIKE ? ESCAPE '\\')"
+            )
+            escaped = directory.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params += [*rare, *([f"{escaped}/%", f"{escaped}/%/%"] if directory else ["%", "%/%"])]
+        if not names or not clauses:
+            return []
+        rows = self.conn.execute(
+            "SELECT symbols.name, symbols.qualified_name, symbols.kind, symbols.signature, symbols.doc, "
+            "symbols.start_line, symbols.end_line, files.id, files.path FROM symbols "
+            f"CROSS JOIN files ON files.id = symbols.file_id WHERE symbols.name COLLATE NOCASE IN "
+            f"({','.join('?' * len(names))}) AND files.repo_id = ? AND ({' OR '.join(clauses)})",
+            [*names, repo_id, *params],
+        ).fetchall()
+        return [FoundDefinition(*r) for r in rows]
+
+    def has_vectors(self) -> bool:
+        """Whether any chunk has an embedding (vector search has something to search)."""
+        return self.conn.execute("SELECT 1 FROM chunk_vectors LIMIT 1").fetchone() is not None
 
     def get_meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
