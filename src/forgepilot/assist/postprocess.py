@@ -164,17 +164,28 @@ def block_complete(text: str, *, prefix: str, mode: Mode, language: Language | N
     return _cut_block(whole, prefix, mode, language)[1]
 
 
-def _drop_suffix_repeat(text: str, suffix: str, mode: Mode) -> tuple[str, bool]:
+def _line_balance(text: str) -> int:
+    return sum(step for _, step in _brackets(text))
+
+
+def _drop_suffix_repeat(text: str, suffix: str, mode: Mode, line_before: str = "") -> tuple[str, bool]:
     """Remove the part of the completion that the text after the cursor already holds."""
     if not suffix or not text:
         return text, False
     if mode == "inline":
         rest = suffix.partition("\n")[0]
-        # The longest end of the completion that the rest of the line starts with: ")" after "foo(x" is dropped.
-        for k in range(min(len(text), len(rest)), 0, -1):
-            if rest.startswith(text[-k:]) and text[-k:].strip():
-                return text[:-k], True
-        return text, False
+        # Ends of the completion that the rest of the line starts with: ")" after "foo(x" is dropped.
+        repeats = [
+            k for k in range(min(len(text), len(rest)), 0, -1) if rest.startswith(text[-k:]) and text[-k:].strip()
+        ]
+        if not repeats:
+            return text, False
+        # The longest that leaves the line's brackets balanced: after "append((key, " with "))" to follow, the
+        # answer "str(value))" keeps "str(value)"; a plain longest match would drop its own ")" too.
+        opened = max(_line_balance(line_before), 0)
+        balanced = [k for k in [*repeats, 0] if opened + _line_balance(text[: len(text) - k] + rest) == 0]
+        k = balanced[0] if balanced else repeats[0]
+        return (text[:-k], True) if k else (text, False)
     following = [ln.strip() for ln in suffix.split("\n") if ln.strip()][:1]
     if not following or len(following[0]) < 4:
         return text, False
@@ -313,7 +324,7 @@ def postprocess(
         if len(lines) > max_lines:
             text = "\n".join(lines[:max_lines])
             out.steps.append("max_lines")
-    text, cut = _drop_suffix_repeat(text, suffix, mode)
+    text, cut = _drop_suffix_repeat(text, suffix, mode, line_before)
     if cut:
         out.steps.append("suffix_repeat")
         if not text.strip():
