@@ -111,6 +111,30 @@ def test_related_definitions_come_through_imports(indexed: Workspace) -> None:
     assert all(s.score == 1.0 for s in found)  # all of them in files the document imports
 
 
+def test_whole_file_context_takes_members_of_what_is_imported_not_namesakes(tmp_path: Path) -> None:
+    repo = tmp_path / "repo" / "pkg"
+    repo.mkdir(parents=True)
+    (repo / "__init__.py").write_text("")
+    (repo / "models.py").write_text(
+        "class Cart:\n    def total(self) -> int:\n        return 1\n\n\n"
+        "class Wrapper:\n    def label(self) -> str:\n        return 'w'\n"
+    )
+    use = repo / "use.py"
+    use.write_text(
+        "from .models import Cart\n\n\ndef show(cart: Cart, label: str) -> str:\n    return label + str(cart.total())\n"
+    )
+    ws = Workspace(tmp_path / "ws")
+    Indexer(ws, embeddings=False).index(tmp_path / "repo")
+    builder = ContextBuilder(ws)
+    text = use.read_text()
+    doc = Document.at(str(use), text, offset=text.index("return label"))
+    located = builder.locate(doc)
+    assert located is not None and builder.related is not None
+    labels = [s.label for s in builder.related.collect(doc, located, 8, whole_file=True)]
+    # Cart is imported and its method is called on an instance; Wrapper.label only shares a name with a parameter.
+    assert "Cart" in labels and "Cart.total" in labels and "Wrapper.label" not in labels, labels
+
+
 def test_budget_is_never_exceeded_and_sources_are_reported(indexed: Workspace) -> None:
     settings = ContextSettings(max_prompt_tokens=120)
     builder = ContextBuilder(indexed, settings)

@@ -137,6 +137,7 @@ class RelatedDefinitions:
         local_names = {s.name for s in outline.symbols}
         enclosing = [] if whole_file else [s for s in outline.symbols if s.start_line <= line <= s.end_line]
         wanted: dict[str, float] = {}  # name -> the strongest reason it is wanted
+        reached: set[str] = set()  # whole file: names imported, or reached as ``module.name`` of an imported module
 
         def want(name: str, score: float) -> None:
             if name not in local_names and (name not in wanted or wanted[name] < score):
@@ -152,6 +153,7 @@ class RelatedDefinitions:
                 want(name, 0.0)
             for name, _ in (dotted + used).most_common():
                 want(name, 0.0)
+            reached = outline.imported_names | set(dotted)
         for sym in enclosing:
             idents = _IDENT.findall(sym.signature)
             if sym.kind in _CLASS_KINDS:
@@ -194,6 +196,10 @@ class RelatedDefinitions:
         order = {name: i for i, name in enumerate(names)}
         for name, defs in by_name.items():
             for r in defs:
+                if whole_file and name not in reached and r.qualified_name.partition(".")[0] not in reached:
+                    # Any other name of the file found in an imported file must be a member of what the file
+                    # imports (``ctx.invoke`` of an imported ``Context``), not a namesake (a local ``name``).
+                    continue
                 if r.file_id in outline.import_targets:
                     score = SCORE_IMPORTED
                 elif whole_file:
