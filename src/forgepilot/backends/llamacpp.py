@@ -506,6 +506,8 @@ class LlamaCppBackend(Backend):
         self.max_context = self.settings.n_ctx
         self._host: LlamaHost | None = None
         self._counter: Callable[[str], int] | None = None
+        #: The last prompt tokenized: a completion asks how much of its prompt is cached, then runs it.
+        self._last_prompt: tuple[tuple[Segment, ...], list[int]] | None = None
 
     @property
     def host(self) -> LlamaHost:
@@ -521,7 +523,13 @@ class LlamaCppBackend(Backend):
                 segments = self.template.segments(request.prompt, request.suffix)
             else:
                 segments = (Segment(request.prompt),)
-        return self.host.bos() + self.host.tokenize_segments(segments)
+        key = tuple(segments)
+        last = self._last_prompt  # one read: other threads may replace it meanwhile
+        if last is not None and last[0] == key:
+            return list(last[1])
+        tokens = self.host.bos() + self.host.tokenize_segments(key)
+        self._last_prompt = (key, tokens)
+        return list(tokens)
 
     async def _run(
         self,
