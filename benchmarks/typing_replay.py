@@ -102,7 +102,7 @@ class Tally:
     accepted: int = 0
     whole: int = 0
     #: Requests answered from the short in-file prompt (``cold_start``), and those whose prompt held repository
-    #: context (a snippet other than the text after the cursor): whether "context on" was in use while typing.
+    #: context (any snippet): whether "context on" was in use while typing.
     short: int = 0
     with_context: int = 0
 
@@ -177,7 +177,7 @@ async def replay(
             (tally.cold if first else tally.warm).append(time.perf_counter() - t)
             first = False
             tally.short += "cold_start" in result.steps
-            tally.with_context += any(s.source != "suffix" for s in result.snippets)
+            tally.with_context += bool(result.snippets)
             taken = accepted_part(result.text, target[i:]) if result.text else 0
             if taken:
                 tally.accepted += 1

@@ -101,6 +101,14 @@ def _warm_assistant(layout: str = "fim", **assist: object) -> tuple[Assistant, F
     return Assistant(settings, workspace=None, preset={backend.name: backend}), backend
 
 
+def _typing_step_40(extra: str) -> Document:
+    """LONG with ``def step_40(value):`` being typed again, the cursor after ``extra`` in its body's first line."""
+    spot = LONG.index("def step_40")
+    typed = "def step_40(value):\n    return "
+    text = LONG[:spot] + typed + extra + LONG[spot + len(typed) :]
+    return Document.at("steps.py", text, offset=spot + len(typed) + len(extra), language="python")
+
+
 async def _settle(assistant: Assistant) -> None:
     """Wait for the background warms the requests started."""
     import asyncio
@@ -113,20 +121,13 @@ async def _settle(assistant: Assistant) -> None:
 
 async def test_a_cold_spot_is_answered_from_a_short_prompt_while_the_full_one_warms(isolated_state: Path) -> None:
     assistant, backend = _warm_assistant(cold_prompt_tokens=64)
-    spot = LONG.index("def step_40")
-    typed = "def step_40(value):\n    return "
-
-    def doc(extra: str) -> Document:
-        text = LONG[:spot] + typed + extra + LONG[spot + len(typed) :]
-        return Document.at("steps.py", text, offset=spot + len(typed) + len(extra), language="python")
-
-    first = await assistant.completions.complete(CompletionInput(document=doc(""), model=backend.name))
+    first = await assistant.completions.complete(CompletionInput(document=_typing_step_40(""), model=backend.name))
     assert "cold_start" in first.steps
     assert len(fake_tokens(backend.prompts[-1])) <= 64 + 8  # the short in-file prompt, not the full one
     await _settle(assistant)
     assert backend.warmed, "the full prompt's start was warmed in the background"
     # The next keystroke finds the full prompt's start cached: it gets the whole window.
-    second = await assistant.completions.complete(CompletionInput(document=doc("v"), model=backend.name))
+    second = await assistant.completions.complete(CompletionInput(document=_typing_step_40("v"), model=backend.name))
     assert "cold_start" not in second.steps
     assert len(fake_tokens(backend.prompts[-1])) > 200
     assert backend.prompts[-1].startswith(backend.warmed[0][: len(backend.warmed[0]) // 2])
@@ -135,14 +136,7 @@ async def test_a_cold_spot_is_answered_from_a_short_prompt_while_the_full_one_wa
 
 async def test_suffix_first_warms_the_whole_prompt_that_typing_then_appends_to(isolated_state: Path) -> None:
     assistant, backend = _warm_assistant("suffix-first", cold_prompt_tokens=64)
-    spot = LONG.index("def step_40")
-    typed = "def step_40(value):\n    return "
-
-    def doc(extra: str) -> Document:
-        text = LONG[:spot] + typed + extra + LONG[spot + len(typed) :]
-        return Document.at("steps.py", text, offset=spot + len(typed) + len(extra), language="python")
-
-    first = await assistant.completions.complete(CompletionInput(document=doc(""), model=backend.name))
+    first = await assistant.completions.complete(CompletionInput(document=_typing_step_40(""), model=backend.name))
     assert "cold_start" in first.steps
     await _settle(assistant)
     (warmed,) = backend.warmed
@@ -150,7 +144,9 @@ async def test_suffix_first_warms_the_whole_prompt_that_typing_then_appends_to(i
     assert "<|file_sep|>steps.py (after the cursor)\n" in warmed and warmed.endswith("def step_40(value):\n    return")
     # Typing appends to it: the next keystrokes' prompts start with all of it.
     for extra in ("v", "val", "value "):
-        answer = await assistant.completions.complete(CompletionInput(document=doc(extra), model=backend.name))
+        answer = await assistant.completions.complete(
+            CompletionInput(document=_typing_step_40(extra), model=backend.name)
+        )
         assert "cold_start" not in answer.steps
         assert backend.prompts[-1].startswith(warmed), extra
     await assistant.aclose()

@@ -217,3 +217,15 @@ def test_a_lexical_index_with_another_schema_is_rebuilt(ws: Workspace, tmp_path:
     assert reopened.lexical.count() == reopened.store.conn.execute("SELECT count(*) FROM chunks").fetchone()[0] > 0
     assert Searcher(reopened).search("Total", 3, vectors=False)
     reopened.close()
+
+
+def test_files_in_a_directory_are_those_directly_in_it_taken_literally(ws: Workspace, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    for rel in ("pkg/_io/a.py", "pkg/_io/b.py", "pkg/_io/deep/c.py", "pkg/xio/d.py"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text("x = 1\n")
+    Indexer(ws, embeddings=False).index(repo)
+    (found,) = ws.store.repositories()
+    # "_" in a LIKE pattern matches any character: the directory's own underscore must not match "xio".
+    paths = ws.store.files_in_directory(found.id, "pkg/_io", "python", exclude="pkg/_io/b.py", limit=10)
+    assert paths == ["pkg/_io/a.py"]

@@ -164,10 +164,6 @@ def block_complete(text: str, *, prefix: str, mode: Mode, language: Language | N
     return _cut_block(whole, prefix, mode, language)[1]
 
 
-def _line_balance(text: str) -> int:
-    return sum(step for _, step in _brackets(text))
-
-
 def _drop_suffix_repeat(text: str, suffix: str, mode: Mode, line_before: str = "") -> tuple[str, bool]:
     """Remove the part of the completion that the text after the cursor already holds."""
     if not suffix or not text:
@@ -182,8 +178,8 @@ def _drop_suffix_repeat(text: str, suffix: str, mode: Mode, line_before: str = "
             return text, False
         # The longest that leaves the line's brackets balanced: after "append((key, " with "))" to follow, the
         # answer "str(value))" keeps "str(value)"; a plain longest match would drop its own ")" too.
-        opened = max(_line_balance(line_before), 0)
-        balanced = [k for k in [*repeats, 0] if opened + _line_balance(text[: len(text) - k] + rest) == 0]
+        opened = max(_bracket_depths(line_before)[-1], 0)
+        balanced = [k for k in [*repeats, 0] if opened + _bracket_depths(text[: len(text) - k] + rest)[-1] == 0]
         k = balanced[0] if balanced else repeats[0]
         return (text[:-k], True) if k else (text, False)
     following = [ln.strip() for ln in suffix.split("\n") if ln.strip()][:1]

@@ -150,16 +150,9 @@ class IndexedFile:
 
 
 @dataclass(frozen=True)
-class FoundDefinition:
+class FoundDefinition(Definition):
     """A definition found by name, and the file it is in."""
 
-    name: str
-    qualified_name: str
-    kind: str
-    signature: str
-    doc: str | None
-    start_line: int
-    end_line: int
     file_id: int
     path: str
 
@@ -314,16 +307,9 @@ class Store(SqliteStore):
     ) -> list[str]:
         """Indexed files directly in ``directory`` (not below it) of ``language``, other than ``exclude``."""
         rows = self.conn.execute(
-            "SELECT path FROM files WHERE repo_id = ? AND status = 'indexed' AND language IS ? AND path LIKE ? "
-            "AND path NOT LIKE ? AND path != ? ORDER BY path LIMIT ?",
-            (
-                repo_id,
-                language,
-                f"{directory}/%" if directory else "%",
-                f"{directory}/%/%" if directory else "%/%",
-                exclude,
-                limit,
-            ),
+            "SELECT path FROM files WHERE repo_id = ? AND status = 'indexed' AND language IS ? "
+            f"AND {_DIRECTLY_IN.format(path='path')} AND path != ? ORDER BY path LIMIT ?",
+            (repo_id, language, *_directly_in(directory), exclude, limit),
         ).fetchall()
         return [str(r[0]) for r in rows]
 
@@ -401,11 +387,9 @@ class Store(SqliteStore):
             params += in_files
         if rare:
             clauses.append(
-                f"(symbols.name IN ({','.join('?' * len(rare))}) "
-                "AND files.path LIKE ? ESCAPE '\\' AND files.path NOT LIKE ? ESCAPE '\\')"
+                f"(symbols.name IN ({','.join('?' * len(rare))}) AND {_DIRECTLY_IN.format(path='files.path')})"
             )
-            escaped = directory.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params += [*rare, *([f"{escaped}/%", f"{escaped}/%/%"] if directory else ["%", "%/%"])]
+            params += [*rare, *_directly_in(directory)]
         if not names or not clauses:
             return []
         rows = self.conn.execute(
@@ -430,6 +414,17 @@ class Store(SqliteStore):
             "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+
+#: A ``{path}`` column's value directly in a directory, not below it: the two patterns of ``_directly_in``.
+_DIRECTLY_IN = "{path} LIKE ? ESCAPE '\\' AND {path} NOT LIKE ? ESCAPE '\\'"
+
+
+def _directly_in(directory: str) -> tuple[str, str]:
+    """The LIKE patterns of ``_DIRECTLY_IN`` for ``directory`` ("" is the repository's root), its own ``%`` and
+    ``_`` escaped so that they match only themselves."""
+    escaped = directory.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return (f"{escaped}/%", f"{escaped}/%/%") if directory else ("%", "%/%")
 
 
 def _file_row(r: sqlite3.Row) -> FileRow:
