@@ -232,6 +232,11 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--work", type=Path, default=CACHE / "crossfile-work", help="holes and index, kept")
     parser.add_argument("--rebuild", action="store_true", help="cut the holes and index the sources again")
+    parser.add_argument(
+        "--generations", type=Path, default=None,
+        help="an evaluation store kept across runs: a prompt the model answered before (the exact request, same "
+        "model) is answered from it, with the latency it had then (default: a new store per run)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/crossfile.json")
     args = parser.parse_args()
 
@@ -256,7 +261,7 @@ def main() -> None:
     model = args.model or base.assist.fast or base.default_model
     result["model"] = model
     with tempfile.TemporaryDirectory(prefix="fp-bench-crossfile-") as tmp:
-        store = EvalStore(Path(tmp) / "evals.db")
+        store = EvalStore(args.generations or Path(tmp) / "evals.db")
         # The holes are cut once with the default settings: every variant is judged on the same ones.
         builder = open_builder(load_settings().model_copy(update={"state_dir": work / "fp"}), model)
         workspace = builder.workspace

@@ -135,6 +135,41 @@ def test_whole_file_context_takes_members_of_what_is_imported_not_namesakes(tmp_
     assert "Cart" in labels and "Cart.total" in labels and "Wrapper.label" not in labels, labels
 
 
+def test_a_class_too_long_to_show_whole_is_its_outline_with_the_members_the_file_calls_first(tmp_path: Path) -> None:
+    repo = tmp_path / "repo" / "pkg"
+    repo.mkdir(parents=True)
+    (repo / "__init__.py").write_text("")
+    methods = "".join(f"    def step_{i}(self, n: int) -> int:\n        return n + {i}\n\n" for i in range(10))
+    (repo / "measure.py").write_text(
+        'class Measurement:\n    """Widths a renderable needs.\n\n    Args:\n        minimum: the least.\n    """\n\n'
+        "    def __init__(self, minimum: int, maximum: int) -> None:\n        self.minimum = minimum\n\n"
+        "    def _private(self) -> None:\n        pass\n\n"
+        + methods
+        + "    @classmethod\n    def get(cls, console: str, renderable: str) -> 'Measurement':\n"
+        + "        return cls(0, 1)\n"
+    )
+    use = repo / "use.py"
+    use.write_text("from .measure import Measurement\n\n\ndef width(r):\n    return Measurement.get(r, r)\n")
+    ws = Workspace(tmp_path / "ws")
+    Indexer(ws, embeddings=False).index(tmp_path / "repo")
+    builder = ContextBuilder(ws, ContextSettings(related_body_max_lines=10))
+    text = use.read_text()
+    doc = Document.at(str(use), text, offset=text.index("Measurement.get"))
+    located = builder.locate(doc)
+    assert located is not None and builder.related is not None
+    (snippet,) = [s for s in builder.related.collect(doc, located, 8, whole_file=True) if s.label == "Measurement"]
+    assert snippet.short_text is None  # the body is too long: the outline is all there is
+    lines = snippet.text.splitlines()
+    # The signature and the docstring's summary (not its Args), then the members in file order: the one the file
+    # calls, the constructor, and the first others, at most six; nothing private.
+    assert lines[:2] == ["class Measurement:", "    Widths a renderable needs."], lines
+    members = [line.strip() for line in lines[2:]]
+    assert members[0].startswith("def __init__(self, minimum: int, maximum: int)") and len(members) == 6, members
+    assert members[-1].startswith("def get(cls, console: str, renderable: str)"), members
+    assert [m.split("(")[0] for m in members[1:-1]] == [f"def step_{i}" for i in range(4)], members
+    assert "_private" not in snippet.text and "Args" not in snippet.text
+
+
 def test_budget_is_never_exceeded_and_sources_are_reported(indexed: Workspace) -> None:
     settings = ContextSettings(max_prompt_tokens=120)
     builder = ContextBuilder(indexed, settings)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from forgepilot.context.locate import Located
 from forgepilot.context.types import Document, Snippet
-from forgepilot.index.store import FoundDefinition, Store
+from forgepilot.index.store import Definition, FoundDefinition, Store
 from forgepilot.syntax.imports import RepoFiles, resolve
 from forgepilot.syntax.symbols import analyze
 
@@ -36,6 +36,14 @@ SCORE_PARENT = 0.9
 SCORE_SIGNATURE = 0.8
 SCORE_SAME_DIR = 0.6
 SCORE_UNIQUE = 0.4
+#: Lines of a docstring kept where a definition is shown without its body; a class keeps its summary only, so that
+#: the signatures of its methods fit.
+_DOC_LINES = 12
+_CLASS_DOC_LINES = 2
+#: Member signatures in the outline of a class too long to show whole: a few, so that the outline costs about what a
+#: short body would and the other definitions the file uses still fit.
+_OUTLINE_MEMBERS = 6
+_ATTRIBUTE = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,7 @@ class RelatedDefinitions:
         self.body_max_lines = body_max_lines
         self.lines = lines or FileLines()
         self._repo_files: dict[int, tuple[float | None, RepoFiles, dict[str, int]]] = {}
+        self._file_definitions: dict[tuple[int, float | None], list[Definition]] = {}
 
     def _repo(self, located: Located) -> tuple[RepoFiles, dict[str, int]]:
         repo = located.repository
@@ -216,6 +225,7 @@ class RelatedDefinitions:
                     continue  # an ambiguous name: a guess would cost tokens and may mislead
                 scored.append((score, order[name], r))
         scored.sort(key=lambda t: (-t[0], t[1], len(t[2].qualified_name)))
+        attributes = set(_ATTRIBUTE.findall(doc.text))  # what the document reaches through ``x.name``
         seen: set[tuple[str, int]] = set()
         names_seen: set[str] = set()
         snippets = []
@@ -226,15 +236,13 @@ class RelatedDefinitions:
                 continue
             seen.add(key)
             names_seen.add(r.qualified_name)
-            snippets.append(self._snippet(located, r, score))
+            snippets.append(self._snippet(located, r, score, attributes))
             if len(snippets) >= limit:
                 break
         return snippets
 
-    def _snippet(self, located: Located, r: FoundDefinition, score: float) -> Snippet:
-        short = r.signature
-        if r.doc:
-            short += "\n" + "\n".join(f"    {d}" if d else "" for d in r.doc.splitlines()[:12])
+    def _snippet(self, located: Located, r: FoundDefinition, score: float, attributes: set[str]) -> Snippet:
+        short = self._outline_of(located, r, attributes)
         text = short
         span = r.end_line - r.start_line + 1
         if span <= self.body_max_lines:
@@ -251,3 +259,39 @@ class RelatedDefinitions:
             label=r.qualified_name,
             short_text=short if short != text else None,
         )
+
+    def _outline_of(self, located: Located, r: FoundDefinition, attributes: set[str]) -> str:
+        """A definition without its body: the signature and docstring; a class, the summary of its docstring and
+        its public members' signatures (``Text.assemble(``, ``Measurement.get(`` are called through the class:
+        what the model needs there is the method's parameters, which the class's own signature does not say).
+        Members the document reaches (``attributes``) come first, then the constructor, then file order."""
+        doc = r.doc.splitlines() if r.doc else []
+        members: list[str] = []
+        if r.kind in _CLASS_KINDS:
+            summary = doc[: doc.index("")] if "" in doc else doc
+            doc = summary[:_CLASS_DOC_LINES]
+            public = [m for m in self._members_of(located, r) if not m.name.startswith("_") or m.name == "__init__"]
+            ranked = sorted(public, key=lambda m: (m.name not in attributes, m.name != "__init__", m.start_line))
+            shown = sorted(ranked[:_OUTLINE_MEMBERS], key=lambda m: m.start_line)
+            members = ["    " + m.signature.strip() for m in shown]
+        else:
+            doc = doc[:_DOC_LINES]
+        return "\n".join([r.signature, *(f"    {d}" if d else "" for d in doc), *members])
+
+    def _members_of(self, located: Located, r: FoundDefinition) -> list[Definition]:
+        """The definitions directly inside class ``r``, in file order (its file's definitions, read once per
+        indexing of the repository)."""
+        key = (r.file_id, located.repository.indexed_at)
+        found = self._file_definitions.get(key)
+        if found is None:
+            if len(self._file_definitions) >= 256:
+                self._file_definitions.clear()
+            found = self._file_definitions[key] = self.store.definitions_in(r.file_id)
+        prefix = r.qualified_name + "."
+        return [
+            d
+            for d in found
+            if d.qualified_name.startswith(prefix)
+            and "." not in d.qualified_name[len(prefix) :]
+            and r.start_line <= d.start_line <= r.end_line
+        ]
