@@ -101,22 +101,29 @@ def holes_for(language: str, count: int, work: Path, builder: Any, rebuild: bool
     return suite, repos
 
 
-def run_config(
-    settings: Any, workspace: Any, suite: Any, model: str, sources: tuple[str, ...], store: Any
-) -> dict[str, Any]:
-    from forgepilot.evals.runner import EvalRunner, RunConfig
+def run_suite(settings: Any, workspace: Any, suite: Any, config: Any, store: Any) -> tuple[Any, float]:
+    """A fresh ``EvalRunner`` run of ``suite`` under ``config`` (a ``RunConfig``): the finished run, its wall time."""
+    from forgepilot.evals.runner import EvalRunner
 
     runner = EvalRunner(settings, store, workspace=workspace)
 
     async def go() -> Any:
         try:
-            return await runner.run(suite, RunConfig(model, sources=sources), fresh=True)
+            return await runner.run(suite, config, fresh=True)
         finally:
             await runner.aclose()
 
     t = time.perf_counter()
     row = asyncio.run(go())
-    wall = time.perf_counter() - t
+    return row, time.perf_counter() - t
+
+
+def run_config(
+    settings: Any, workspace: Any, suite: Any, model: str, sources: tuple[str, ...], store: Any
+) -> dict[str, Any]:
+    from forgepilot.evals.runner import RunConfig
+
+    row, wall = run_suite(settings, workspace, suite, RunConfig(model, sources=sources), store)
     key_of = {c.id: hole_key(c) for c in suite.cases}
     results = store.results(row.id)
     m = (row.summary or {}).get("metrics", {})

@@ -9,7 +9,7 @@ Then, in one run:
 1. held-out holes through the serving path (``eval run`` on ``instances/test.jsonl``, the repositories indexed):
    EM / edit similarity / identifier F1 and latency for the embedded 0.5B, and the 1.5B quality tier;
 2. ``forgepilot train`` on the train split (LoRA by the seed's rule), export to GGUF, conversion check;
-3. the same held-out holes with the tuned model (merged Q4_K_M, the file ``llamacpp:NAME`` serves);
+3. the same held-out holes with the tuned model (merged, the file ``llamacpp:NAME`` serves: Q8_0 by default);
 4. HumanEval pass@1 before and after (greedy, the serving path);
 5. training throughput against a plain transformers + peft loop on the same batches (same run, fresh adapters).
 
@@ -20,15 +20,15 @@ every evaluation alike, so the model is trained on exactly the prompts it is jud
     python benchmarks/train.py [--packages requests==2.32.3,attrs==24.2.0] [--prompt-tokens 512]
                                [--max-steps N] [--humaneval-limit N] [--no-quality-tier] [--state DIR] [--out PATH]
 
-The measured run (benchmarks/measured/train.json, its "command"): 60 steps of 2 x 2 examples
-(``FORGEPILOT_TRAIN__BATCH_SIZE=2 FORGEPILOT_TRAIN__GRADIENT_ACCUMULATION=2``: ~13 GB of RAM on a CPU),
-HumanEval's first 82 problems, the 1.5B on the first 40 held-out holes; about 75 minutes on 2 cores.
+The measured run (benchmarks/measured/train.json, its "command"): two epochs (180 steps) of 2 x 2 examples
+(``FORGEPILOT_TRAIN__BATCH_SIZE=2 FORGEPILOT_TRAIN__GRADIENT_ACCUMULATION=2 FORGEPILOT_TRAIN__EPOCHS=2``: ~13 GB of
+RAM on a CPU), bfloat16 on a CPU that has it, HumanEval's first 82 problems, the 1.5B on the first 40 held-out
+holes; about 88 minutes on 2 cores (train-192f9eb.json: the earlier 60-step float32 run, on an older serving path).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -41,26 +41,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from crossfile import fetch  # noqa: E402
+from crossfile import fetch, run_suite  # noqa: E402
 
 BASE = "llamacpp:qwen2.5-coder-0.5b"
 QUALITY = "llamacpp:qwen2.5-coder-1.5b"
 
 
 def evaluate(settings: Any, workspace: Any, suite: Any, model: str, store: Any) -> dict[str, Any]:
-    from forgepilot.evals.runner import EvalRunner, RunConfig
+    from forgepilot.evals.runner import RunConfig
 
-    runner = EvalRunner(settings, store, workspace=workspace)
-
-    async def go() -> Any:
-        try:
-            return await runner.run(suite, RunConfig(model), fresh=True)
-        finally:
-            await runner.aclose()
-
-    t = time.perf_counter()
-    row = asyncio.run(go())
-    wall = time.perf_counter() - t
+    row, wall = run_suite(settings, workspace, suite, RunConfig(model), store)
     summary = row.summary or {}
     m = summary.get("metrics", {})
     lat = summary.get("latency", {}).get("latency_s", {})
@@ -86,11 +76,12 @@ def throughput(settings: Any, examples: list[Any], steps: int) -> dict[str, Any]
     """Tokens per second of ``forgepilot.train``'s loop vs a plain transformers + peft loop, same batches."""
     import torch
 
-    from forgepilot.train.base import load, resolve_base
+    from forgepilot.train.base import compute_precision, load, resolve_base
     from forgepilot.train.loop import ordered_batches, pad_batch, prepare_model, train
     from forgepilot.train.plan import Hyperparameters
 
-    hp = Hyperparameters.from_settings("lora", settings.train)
+    precision = compute_precision(torch, "cpu", settings.train.precision)
+    hp = Hyperparameters.from_settings("lora", settings.train, precision=precision)
     batches = ordered_batches(examples, hp.batch_size, hp.seed)[:steps]
     chosen = [e for b in batches for e in b]
     base = resolve_base(BASE, settings)
@@ -103,7 +94,10 @@ def throughput(settings: Any, examples: list[Any], steps: int) -> dict[str, Any]
     for batch in batches:
         padded = pad_batch([{"input_ids": e.input_ids, "labels": e.labels} for e in batch], int(tok.pad_token_id))
         tokens += int(padded["attention_mask"].sum())
-        model(**padded).loss.backward()
+        # The plain loop computes in the same precision as ours: the ratio measures the loop, not the dtype.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = model(**padded).loss
+        loss.backward()
         opt.step()
         opt.zero_grad()
     plain = tokens / (time.perf_counter() - t)
@@ -119,8 +113,8 @@ def throughput(settings: Any, examples: list[Any], steps: int) -> dict[str, Any]
             save_steps=10_000, progress=False,
         )  # fmt: skip
     ours = outcome.tokens_per_s
-    return {"steps": len(batches), "plain_tokens_per_s": round(plain, 1), "ours_tokens_per_s": round(ours, 1),
-            "ratio": round(ours / plain, 3)}  # fmt: skip
+    return {"steps": len(batches), "precision": precision, "plain_tokens_per_s": round(plain, 1),
+            "ours_tokens_per_s": round(ours, 1), "ratio": round(ours / plain, 3)}  # fmt: skip
 
 
 def link_models(real: Path, models: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,9 +20,10 @@ from forgepilot.datagen.dataset import Dataset, DatasetError
 from forgepilot.datagen.formats import instance_row
 from forgepilot.datagen.types import Instance
 from forgepilot.errors import UserError
+from forgepilot.train.base import compute_precision
 from forgepilot.train.check import compare
 from forgepilot.train.examples import IGNORE, Example, _segments
-from forgepilot.train.plan import Mix, choose_method
+from forgepilot.train.plan import Hyperparameters, Mix, choose_method, run_id
 
 
 @pytest.mark.parametrize(
@@ -52,6 +54,33 @@ def test_mix_parses_and_sizes_its_share() -> None:
     for bad in ("general", "general:1.5", "general:x", ":0.2"):
         with pytest.raises(UserError, match="DATASET_DIR:SHARE"):
             Mix.parse(bad)
+
+
+def _torch_with(*, cuda_bf16: bool, cpu_bf16: bool, amx: bool = False) -> SimpleNamespace:
+    """What ``compute_precision`` asks of torch, for a machine with or without native bfloat16."""
+    return SimpleNamespace(
+        cuda=SimpleNamespace(is_bf16_supported=lambda: cuda_bf16),
+        cpu=SimpleNamespace(_is_avx512_bf16_supported=lambda: cpu_bf16, _is_amx_tile_supported=lambda: amx),
+    )
+
+
+def test_precision_is_bfloat16_only_where_the_hardware_has_it_unless_asked() -> None:
+    plain_cpu, bf16_cpu = _torch_with(cuda_bf16=False, cpu_bf16=False), _torch_with(cuda_bf16=False, cpu_bf16=True)
+    assert compute_precision(bf16_cpu, "cpu", "auto") == "bf16"
+    assert compute_precision(_torch_with(cuda_bf16=False, cpu_bf16=False, amx=True), "cpu", "auto") == "bf16"
+    assert compute_precision(plain_cpu, "cpu", "auto") == "fp32"  # emulated bfloat16 is slower than float32
+    assert compute_precision(_torch_with(cuda_bf16=False, cpu_bf16=True), "cuda", "auto") == "fp32"
+    assert compute_precision(_torch_with(cuda_bf16=True, cpu_bf16=False), "cuda", "auto") == "bf16"
+    assert compute_precision(bf16_cpu, "cpu", "fp32") == "fp32"
+    assert compute_precision(plain_cpu, "cpu", "bf16") == "bf16"
+    with pytest.raises(ValueError):
+        TrainSettings(precision="fp16")  # type: ignore[arg-type]
+
+
+def test_the_precision_is_part_of_a_runs_identity() -> None:
+    bf16, fp32 = (Hyperparameters.from_settings("lora", TrainSettings(), precision=p) for p in ("bf16", "fp32"))
+    assert run_id("base", ["data"], bf16, []) != run_id("base", ["data"], fp32, [])
+    assert run_id("base", ["data"], bf16, []) == run_id("base", ["data"], bf16, [])
 
 
 def _example(i: int, n: int) -> Example:

@@ -84,6 +84,20 @@ def import_training() -> tuple[Any, Any, Any]:
     return torch, transformers, peft
 
 
+def compute_precision(torch: Any, device: str, requested: str) -> str:
+    """``bf16`` or ``fp32``: what a training step computes in on ``device`` for ``[train] precision``."""
+    if requested != "auto":
+        return requested
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    # Without native instructions torch emulates bfloat16 on a CPU, slower than float32: only where they exist.
+    native = (
+        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    )
+    return "bf16" if native else "fp32"
+
+
 def load(base: BaseModel, *, device: str) -> tuple[Any, Any]:
     """The model (float32 on CPU, bfloat16 on a GPU that has it) and its tokenizer."""
     torch, transformers, _ = import_training()

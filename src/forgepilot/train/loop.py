@@ -129,7 +129,6 @@ def train(
         rows += [{"input_ids": e.input_ids, "labels": e.labels} for batch in order for e in batch]
     steps_per_epoch = math.ceil(len(batches) / hp.gradient_accumulation)
     max_steps = max(1, round(steps_per_epoch * hp.epochs))
-    use_bf16 = device == "cuda" and bool(torch.cuda.is_bf16_supported())
     args = transformers.TrainingArguments(
         output_dir=str(checkpoints),
         per_device_train_batch_size=hp.batch_size,
@@ -146,7 +145,7 @@ def train(
         report_to=[],
         seed=hp.seed,
         use_cpu=device == "cpu",
-        bf16=use_bf16,
+        bf16=hp.precision == "bf16",
         dataloader_num_workers=0,
         remove_unused_columns=False,
         disable_tqdm=not progress,

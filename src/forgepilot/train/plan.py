@@ -76,12 +76,15 @@ class Hyperparameters:
     lora_alpha: float | None
     lora_dropout: float | None
     lora_targets: list[str] | None
+    #: ``bf16`` (autocast; float32 weights on a CPU) or ``fp32``: resolved for the device the run trains on.
+    precision: str
 
     @classmethod
-    def from_settings(cls, method: Method, s: TrainSettings) -> Hyperparameters:
+    def from_settings(cls, method: Method, s: TrainSettings, *, precision: str) -> Hyperparameters:
         lora = method == "lora"
         return cls(
             method=method,
+            precision=precision,
             learning_rate=s.lora_learning_rate if lora else s.sft_learning_rate,
             epochs=s.epochs,
             batch_size=s.batch_size,

@@ -27,7 +27,7 @@ from forgepilot.datagen.types import Instance
 from forgepilot.errors import UserError
 from forgepilot.prompts import builtin_registry
 from forgepilot.train import check as conversion
-from forgepilot.train.base import BaseModel, import_training, load, resolve_base
+from forgepilot.train.base import BaseModel, compute_precision, import_training, load, resolve_base
 from forgepilot.train.examples import Encoded, Encoder, Example
 from forgepilot.train.gguf_io import ExportError, quantize, write_lora_adapter, write_model
 from forgepilot.train.loop import TrainOutcome, prepare_model, train
@@ -197,11 +197,14 @@ def run_training(
         raise DatasetError(str(got.ds.folder), f"no instance can be trained on (left out: {dict(task.skipped)})")
     examples, mix_report = _mixed(encoder, task, request.mixes, got.mix_sets)
     choice = choose_method(request.method, len(task.examples), mixed=bool(request.mixes), settings=s)
-    hp = Hyperparameters.from_settings(choice.method, s)
+    hp = Hyperparameters.from_settings(choice.method, s, precision=compute_precision(torch, device, s.precision))
     rid = run_id(got.base.sha256, got.dataset_sha256s, hp, list(request.mixes))
     run_dir = settings.state_dir / "train" / rid
     run_dir.mkdir(parents=True, exist_ok=True)
-    echo(f"run {rid}: {choice.rule}; {len(examples)} examples ({dict(task.by_kind)}), left out {dict(task.skipped)}")
+    echo(
+        f"run {rid} ({hp.precision}): {choice.rule}; {len(examples)} examples ({dict(task.by_kind)}), "
+        f"left out {dict(task.skipped)}"
+    )
     counts = {"task": len(task.examples), "by_kind": dict(task.by_kind), "skipped": dict(task.skipped)}
     report = TrainReport(request.name, rid, run_dir, choice, hp, counts | {"mix": mix_report}, TrainOutcome(0, 0))
     model = prepare_model(model, hp)
