@@ -171,25 +171,15 @@ def main() -> None:
         builder.build(roots, BuildOptions(out=out, kinds=("inline", "in_block", "after_block"), resume=False))
         card = json.loads((out / "card.json").read_text())
         result["dataset"] = {"by_kind_and_split": card["by_kind_and_split"], "instances": card["instances"]}
-        heldout = load_suite(out / "instances" / "test.jsonl")
-        if args.heldout_limit:
-            heldout = type(heldout)(
-                heldout.name, heldout.kind, heldout.cases[: args.heldout_limit], heldout.source, heldout.sha256,
-                heldout.description,
-            )  # fmt: skip
-        he = humaneval()
-        if args.humaneval_limit:
-            he = type(he)(he.name, he.kind, he.cases[: args.humaneval_limit], he.source, he.sha256, he.description)
+        heldout = load_suite(out / "instances" / "test.jsonl").limited(args.heldout_limit or None)
+        he = humaneval().limited(args.humaneval_limit or None)
         store = EvalStore(state / "evals.db")
         ws = builder.workspace
         runs: dict[str, Any] = {"heldout": {}, "humaneval": {}}
         runs["heldout"]["0.5B"] = evaluate(settings, ws, heldout, BASE, store)
         print("held-out 0.5B", runs["heldout"]["0.5B"], flush=True)
         if not args.no_quality_tier:
-            subset = type(heldout)(
-                heldout.name, heldout.kind, heldout.cases[: args.quality_limit or None], heldout.source, heldout.sha256,
-                heldout.description,
-            )  # fmt: skip
+            subset = heldout.limited(args.quality_limit or None)
             runs["heldout"]["1.5B"] = evaluate(settings, ws, subset, QUALITY, store)
             print("held-out 1.5B", runs["heldout"]["1.5B"], flush=True)
         runs["humaneval"]["0.5B"] = evaluate(settings, ws, he, BASE, store)

@@ -362,8 +362,8 @@ class TrainSettings(BaseModel):
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     seed: int = 0
     #: Runtime copies written after training (the first one is what ``llamacpp:NAME`` serves). Q8_0 first: the
-    #: trained weights start from a dequantised Q4 base, and quantising them to Q4 again costs ~100x the KL of Q8_0
-    #: (0.09 vs 0.0009 nats per token, measured on the showcase), enough to undo much of what training gained.
+    #: trained weights start from a dequantised Q4 base, and quantising them to Q4 again costs 100x or more the KL
+    #: of Q8_0 (0.09 and 0.18 vs ~0.0009 nats per token in two showcase runs), enough to undo much of the gain.
     quants: list[str] = Field(default_factory=lambda: ["q8_0", "q4_k_m"])
     #: Largest mean KL divergence (nats per token) between the trained model and its float16 GGUF on fixed prompts.
     max_conversion_kl: float = Field(default=0.01, gt=0)

@@ -98,10 +98,11 @@ def compute_precision(torch: Any, device: str, requested: str) -> str:
     return "bf16" if native else "fp32"
 
 
-def load(base: BaseModel, *, device: str) -> tuple[Any, Any]:
-    """The model (float32 on CPU, bfloat16 on a GPU that has it) and its tokenizer."""
+def load(base: BaseModel, *, device: str, precision: str = "fp32") -> tuple[Any, Any]:
+    """The model and its tokenizer. Weights are bfloat16 only on a GPU training in ``bf16`` (``compute_precision``);
+    a CPU keeps float32 weights and computes in bfloat16 under autocast."""
     torch, transformers, _ = import_training()
-    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    dtype = torch.bfloat16 if device == "cuda" and precision == "bf16" else torch.float32
     where = base.path.parent if base.kind == "gguf" else base.path
     extra: dict[str, Any] = {"gguf_file": base.path.name} if base.kind == "gguf" else {}
     # Nothing is fetched: a missing file is an error, not a download.

@@ -189,22 +189,20 @@ def run_training(
     torch.manual_seed(s.seed)
     torch.set_num_threads(s.threads or default_threads())
     device = _device(torch)
-    echo(f"loading {got.base.ref} ({device}, {torch.get_num_threads()} threads)")
-    model, tokenizer = load(got.base, device=device)
+    precision = compute_precision(torch, device, s.precision)
+    echo(f"loading {got.base.ref} ({device}, {precision}, {torch.get_num_threads()} threads)")
+    model, tokenizer = load(got.base, device=device, precision=precision)
     encoder = Encoder(tokenizer, fim_template(got.family), max_tokens=s.max_tokens)
     task = encoder.encode_all(got.instances)
     if not task.examples:
         raise DatasetError(str(got.ds.folder), f"no instance can be trained on (left out: {dict(task.skipped)})")
     examples, mix_report = _mixed(encoder, task, request.mixes, got.mix_sets)
     choice = choose_method(request.method, len(task.examples), mixed=bool(request.mixes), settings=s)
-    hp = Hyperparameters.from_settings(choice.method, s, precision=compute_precision(torch, device, s.precision))
+    hp = Hyperparameters.from_settings(choice.method, s, precision=precision)
     rid = run_id(got.base.sha256, got.dataset_sha256s, hp, list(request.mixes))
     run_dir = settings.state_dir / "train" / rid
     run_dir.mkdir(parents=True, exist_ok=True)
-    echo(
-        f"run {rid} ({hp.precision}): {choice.rule}; {len(examples)} examples ({dict(task.by_kind)}), "
-        f"left out {dict(task.skipped)}"
-    )
+    echo(f"run {rid}: {choice.rule}; {len(examples)} examples ({dict(task.by_kind)}), left out {dict(task.skipped)}")
     counts = {"task": len(task.examples), "by_kind": dict(task.by_kind), "skipped": dict(task.skipped)}
     report = TrainReport(request.name, rid, run_dir, choice, hp, counts | {"mix": mix_report}, TrainOutcome(0, 0))
     model = prepare_model(model, hp)
