@@ -25,11 +25,11 @@ every evaluation alike, so the model is trained on exactly the prompts it is jud
 held-out holes stay the default build's (``[dataset] per_file``, 6): the split is a stable hash of each file's
 path, so both builds put the same files on each side, and the run checks that no trained file is held out.
 
-The measured run (benchmarks/measured/train.json, its "command"): two epochs (180 steps) of 2 x 2 examples
-(``FORGEPILOT_TRAIN__BATCH_SIZE=2 FORGEPILOT_TRAIN__GRADIENT_ACCUMULATION=2 FORGEPILOT_TRAIN__EPOCHS=2``: ~13 GB of
-RAM on a CPU), bfloat16 on a CPU that has it, HumanEval's first 82 problems, the 1.5B on the first 40 held-out
-holes and then on all of them; about 95 minutes on 2 cores (train-192f9eb.json: the earlier 60-step float32 run,
-on an older serving path).
+The measured run (benchmarks/measured/train.json, its "command"): ``--train-per-file 20``, one epoch (199 steps)
+of 2 x 2 examples (``FORGEPILOT_TRAIN__BATCH_SIZE=2 FORGEPILOT_TRAIN__GRADIENT_ACCUMULATION=2
+FORGEPILOT_TRAIN__EPOCHS=1``: ~13 GB of RAM on a CPU), bfloat16 on a CPU that has it, HumanEval's first 82 problems,
+``--no-quality-tier`` (the 1.5B on the same holes is in train-2103059.json, the two-epoch run on the default build);
+about 2 h 15 min on 2 cores.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from crossfile import fetch, run_suite  # noqa: E402
 
 BASE = "llamacpp:qwen2.5-coder-0.5b"
+KINDS = ("inline", "in_block", "after_block")
 QUALITY = "llamacpp:qwen2.5-coder-1.5b"
 
 
@@ -129,14 +130,12 @@ def held_apart(heldout: Path, train_set: Path) -> dict[str, Any]:
     from forgepilot.datagen.dataset import Dataset
 
     held = {(i.repository, i.path) for i in Dataset.open(heldout).instances("test")}
-    train = list(Dataset.open(train_set).instances("train"))
-    shared = sorted({p for i in train if (p := (i.repository, i.path)) in held})
+    trained = {(i.repository, i.path) for i in Dataset.open(train_set).instances("train")}
+    shared = sorted(trained & held)
     if shared:
         raise SystemExit(f"the denser train split shares {len(shared)} files with the held-out split, e.g. {shared[0]}")
-    by_kind: dict[str, int] = {}
-    for inst in train:
-        by_kind[inst.kind] = by_kind.get(inst.kind, 0) + 1
-    return {"train": len(train), "by_kind": by_kind, "files": len({(i.repository, i.path) for i in train})}
+    card = json.loads((train_set / "card.json").read_text())
+    return {"by_kind_and_split": card["by_kind_and_split"], "train_files": len(trained)}
 
 
 def link_models(real: Path, models: Path) -> None:
@@ -193,7 +192,7 @@ def main() -> None:
         roots = [fetch("pypi", name, version) for name, version in packages]
         builder = open_builder(settings, BASE)
         out = state / "dataset"
-        builder.build(roots, BuildOptions(out=out, kinds=("inline", "in_block", "after_block"), resume=False))
+        builder.build(roots, BuildOptions(out=out, kinds=KINDS, resume=False))
         card = json.loads((out / "card.json").read_text())
         result["dataset"] = {"by_kind_and_split": card["by_kind_and_split"], "instances": card["instances"]}
         train_set = out
@@ -202,7 +201,7 @@ def main() -> None:
             denser = settings.model_copy(
                 update={"dataset": settings.dataset.model_copy(update={"per_file": args.train_per_file})}
             )
-            dense_opts = BuildOptions(out=train_set, kinds=("inline", "in_block", "after_block"), resume=False)
+            dense_opts = BuildOptions(out=train_set, kinds=KINDS, resume=False)
             open_builder(denser, BASE).build(roots, dense_opts)
             result["dataset"]["train_per_file"] = args.train_per_file
             result["dataset"]["trained_on"] = held_apart(out, train_set)
