@@ -51,6 +51,7 @@ from crossfile import fetch, run_suite  # noqa: E402
 
 BASE = "llamacpp:qwen2.5-coder-0.5b"
 KINDS = ("inline", "in_block", "after_block")
+METRICS = ("em", "es", "id_f1")
 QUALITY = "llamacpp:qwen2.5-coder-1.5b"
 
 
@@ -67,10 +68,22 @@ def evaluate(settings: Any, workspace: Any, suite: Any, model: str, store: Any) 
         if key in m:
             out[key] = round(float(m[key]), 4)
     out["errors"] = summary.get("errors")
-    out["per_case"] = {
-        r["case_id"]: {k: (r.get("metrics") or {}).get(k) for k in ("em", "es", "id_f1")} for r in store.results(row.id)
-    }
+    rows = store.results(row.id)
+    out["per_case"] = {r["case_id"]: {k: (r.get("metrics") or {}).get(k) for k in ("em", "es", "id_f1")} for r in rows}
+    if "es" in m:
+        out["by_task"] = by_task(rows)
     return out
+
+
+def by_task(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean EM / ES / identifier F1 per hole kind (inline, in-block, after-block) and how many holes each has."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r.get("slices") or {}).get("task", "?"), []).append(r.get("metrics") or {})
+    return {
+        task: {"holes": len(ms), **{k: round(sum(float(x.get(k) or 0) for x in ms) / len(ms), 4) for k in METRICS}}
+        for task, ms in groups.items()
+    }
 
 
 def on_cases(run: dict[str, Any], ids: set[str]) -> dict[str, float]:
@@ -276,6 +289,11 @@ def main() -> None:
     print(f"\n{'held-out holes':<16}{'EM':>8}{'ES':>8}{'id F1':>8}{'p50 s':>8}")
     for label, r in runs["heldout"].items():
         print(f"{label:<16}{r['em']:>8}{r['es']:>8}{r['id_f1']:>8}{r['latency_p50_s'] or 0:>8.2f}")
+    tasks = list(runs["heldout"]["0.5B"].get("by_task", {}))
+    print(f"\n{'ES by hole kind':<16}" + "".join(f"{task:>13}" for task in tasks))
+    for label, r in runs["heldout"].items():
+        cells = [r.get("by_task", {}).get(task) for task in tasks]
+        print(f"{label:<16}" + "".join(f"{c['es']:>8} ({c['holes']:>2})" if c else f"{'-':>13}" for c in cells))
     print(f"{'HumanEval':<16}{'pass@1':>8}")
     for label, r in runs["humaneval"].items():
         print(f"{label:<16}{r.get('pass@1', 0):>8}")

@@ -404,3 +404,41 @@ def test_a_line_copied_from_the_code_below_is_cut(
     assert out.reason == reason
     assert out.text == (text if text is not None else raw.rstrip())
     assert ("copies_suffix" in out.steps) == (reason is not None or text == "c = a + b")
+
+
+def test_a_line_that_binds_its_new_names_from_known_ones_is_no_copy() -> None:
+    # attrs' _VersionInfo: __eq__ written as __lt__ below it is (a held-out hole the copy rule cut to "try:").
+    prefix = "class V:\n    def _ensure_tuple(self, other):\n        pass\n\n    def __eq__(self, other):\n        "
+    suffix = (
+        "\n\n    def __lt__(self, other):\n        try:\n            us, them = self._ensure_tuple(other)\n"
+        "        except NotImplementedError:\n            return NotImplemented\n\n        return us < them\n"
+    )
+    raw = (
+        "try:\n            us, them = self._ensure_tuple(other)\n        except NotImplementedError:\n"
+        "            return NotImplemented\n\n        return us == them"
+    )
+    out = postprocess(raw, prefix=prefix, suffix=suffix, mode="in-block", language=PY, max_lines=40)
+    assert out.reason is None
+    assert out.text == raw
+    assert "copies_suffix" not in out.steps
+
+
+@pytest.mark.parametrize(
+    ("raw", "text", "reason"),
+    [
+        # The block the completion opened for the copy goes with it: "if a:" alone is never insertable.
+        ("if a:\n        return math.pi * r * r\n", "", "copies_suffix"),
+        ("c = a + b\n    if c:\n        return math.pi * r * r\n", "c = a + b", None),
+        # A block with code of its own before the copy stays.
+        ("if a:\n        c = a + b\n        return math.pi * r * r\n", "if a:\n        c = a + b", None),
+        # Assigning a name is no excuse for reading one nobody defined.
+        ("area = math.pi * r * r\n", "", "copies_suffix"),
+    ],
+)
+def test_a_copied_line_is_cut_with_the_block_opened_for_it(raw: str, text: str, reason: str | None) -> None:
+    prefix = "import math\n\n\ndef add(a, b):\n    "
+    suffix = AREA.replace("return math.pi * r * r", "area = math.pi * r * r\n    return math.pi * r * r")
+    out = postprocess(raw, prefix=prefix, suffix=suffix, mode="in-block", language=PY, max_lines=40)
+    assert out.reason == reason
+    assert out.text == text
+    assert "copies_suffix" in out.steps

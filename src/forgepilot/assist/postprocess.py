@@ -253,15 +253,37 @@ def _after_enclosing_definition(prefix: str, suffix_lines: list[str]) -> int:
     return len(suffix_lines)
 
 
-def _copies_nearby(text: str, prefix: str, suffix: str, mode: Mode) -> tuple[str, bool]:
+#: The names an assignment line binds (``us, them = ...``, ``const x = ...``, ``self.n += 1``): text before one ``=``
+#: that is not part of ``==``, ``<=``, ``>=``, ``!=`` or a call's keyword argument (no bracket before it).
+_ASSIGNED = re.compile(r"^\s*(?:(?:const|let|var)\s+)?([\w.,\s\[\]*]+?)\s*(?://|\*\*|<<|>>|[-+*/%&|^@:])?=(?!=)")
+
+
+def _read_names(line: str) -> list[str]:
+    """The names ``line`` reads: a name it assigns is one it introduces, not one it needs from elsewhere."""
+    assigned = _ASSIGNED.match(line)
+    return _WORD.findall(line[assigned.end() :] if assigned else line)
+
+
+def _without_open_block(lines: list[str], language: Language | None) -> list[str]:
+    """``lines`` less a trailing block opener: cutting a copied body never leaves ``if r:`` with nothing under it."""
+    kept = list(lines)
+    while kept and (not kept[-1].strip() or _opens_block(kept[-1], language)):
+        kept.pop()
+    return kept
+
+
+def _copies_nearby(
+    text: str, prefix: str, suffix: str, mode: Mode, language: Language | None = None
+) -> tuple[str, bool]:
     """Cut the completion at the first line it copies from the code after the cursor's definition (a small model
     fills an empty body with the next function's ``return math.pi * r * r``); the text before it is kept.
 
     The line right after the cursor is ``_drop_suffix_repeat``'s; here any distinctive line of the next
     ``NEARBY_SUFFIX_LINES`` outside the enclosing definition counts, the first completion line included (judged
-    with what the cursor's line already holds before it), when it names something the code before the cursor
-    never mentions (``r``, the other function's parameter): the same ``return Lines([self.copy()])`` in two methods
-    is how code looks, not a copy.
+    with what the cursor's line already holds before it), when it reads a name the code before the cursor never
+    mentions (``r``, the other function's parameter): the same ``return Lines([self.copy()])`` in two methods, or
+    attrs' ``us, them = self._ensure_tuple(other)`` in ``__eq__`` and ``__lt__`` (``us`` and ``them`` are names the
+    line binds), is how code looks, not a copy. A block the completion opened just before the copy goes with it.
     """
     following = suffix.split("\n")[: NEARBY_SUFFIX_LINES + 1]
     outside = following[_after_enclosing_definition(prefix, following) :]
@@ -275,8 +297,8 @@ def _copies_nearby(text: str, prefix: str, suffix: str, mode: Mode) -> tuple[str
         whole = _normal(line_before + line) if i == 0 else _normal(line)
         if whole in nearby:
             known = set(_WORD.findall(prefix)) if known is None else known
-            if any(name not in known and name not in _KEYWORDS for name in _WORD.findall(line)):
-                return "\n".join(lines[:i]), True
+            if any(name not in known and name not in _KEYWORDS for name in _read_names(line)):
+                return "\n".join(_without_open_block(lines[:i], language)), True
         if mode == "inline":
             break
     return text, False
@@ -326,7 +348,7 @@ def postprocess(
         if not text.strip():
             out.text, out.reason = "", "repeats_suffix"
             return out
-    text, cut = _copies_nearby(text, prefix, suffix, mode)
+    text, cut = _copies_nearby(text, prefix, suffix, mode, language)
     if cut:
         out.steps.append("copies_suffix")
         if not text.strip():
