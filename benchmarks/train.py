@@ -37,9 +37,9 @@ bootstrap interval of the gain on those holes.
 The measured run (benchmarks/measured/train.json, its "command"): ``--train-per-file 20``, one epoch (199 steps)
 of 2 x 2 examples (``FORGEPILOT_TRAIN__BATCH_SIZE=2 FORGEPILOT_TRAIN__GRADIENT_ACCUMULATION=2
 FORGEPILOT_TRAIN__EPOCHS=1``: ~13 GB of RAM on a CPU), bfloat16 on a CPU that has it, HumanEval's first 82 problems,
-``--no-quality-tier`` (the 1.5B on the same holes is in train-2103059.json, the two-epoch run on the default build);
-about 2 h 15 min on 2 cores. train-lr4e-4.json is the same run at twice the LoRA learning rate, after the
-copy-rule fix.
+the 1.5B tier on all held-out holes, ``--dense-heldout``; about 1 h 55 min on 2 cores. Earlier runs are kept beside it
+(train-2103059.json: two epochs on the default build; train-1612eec.json: this run before the copy-rule fix;
+train-lr4e-4.json: this run at twice the LoRA learning rate).
 """
 
 from __future__ import annotations
