@@ -102,21 +102,19 @@ def on_cases(run: dict[str, Any], ids: set[str]) -> dict[str, float]:
     return {k: round(sum(float(r[k] or 0) for r in rows) / len(rows), 4) for k in ("em", "es", "id_f1")} if rows else {}
 
 
-def relative_gain_interval(before: dict[str, Any], after: dict[str, Any], draws: int = 2000) -> list[float]:
-    """95 % paired bootstrap interval of the relative ES gain: holes are drawn with replacement, the same draw
-    for both models (on ~100 holes one hole moves the mean ES by ~0.5 %, so a point figure alone says too much)."""
-    import random
+def relative_gain(before: dict[str, Any], after: dict[str, Any]) -> tuple[float | None, list[float]]:
+    """Relative ES gain, and its 95 % interval: the paired bootstrap interval of the mean difference on the holes
+    both runs share (``forgepilot.evals.paired_bootstrap``) over the untuned mean (on ~100 holes one hole moves
+    the mean ES by ~0.5 %, so a point figure alone says too much)."""
+    from forgepilot.evals import paired_bootstrap
 
     ids = sorted(set(before["per_case"]) & set(after["per_case"]))
-    pairs = [(float(before["per_case"][i]["es"] or 0), float(after["per_case"][i]["es"] or 0)) for i in ids]
-    rng = random.Random(0)
-    gains = []
-    for _ in range(draws):
-        drawn = [pairs[rng.randrange(len(pairs))] for _ in pairs]
-        base = sum(b for b, _ in drawn)
-        gains.append(sum(a for _, a in drawn) / base - 1 if base else 0.0)
-    gains.sort()
-    return [round(gains[int(0.025 * draws)], 4), round(gains[int(0.975 * draws) - 1], 4)]
+    interval = paired_bootstrap(
+        [float(before["per_case"][i]["es"] or 0) for i in ids], [float(after["per_case"][i]["es"] or 0) for i in ids]
+    )
+    gain = round((after["es"] - before["es"]) / before["es"], 4) if before["es"] else None
+    base = interval.mean_a or 1.0
+    return gain, [round(interval.low / base, 4), round(interval.high / base, 4)]
 
 
 def throughput(settings: Any, examples: list[Any], steps: int) -> dict[str, Any]:
@@ -165,33 +163,23 @@ def throughput(settings: Any, examples: list[Any], steps: int) -> dict[str, Any]
 
 
 def train_on(train_set: Path, name: str, max_steps: int | None, settings: Any) -> dict[str, Any]:
-    """``forgepilot train`` on the train split; what the run record says of it."""
+    """``forgepilot train`` on the train split; what its run record says (``training_record``)."""
     from forgepilot.train import TrainRequest, run_training
 
     t = time.perf_counter()
-    report = run_training(
-        TrainRequest(dataset=train_set, base=BASE, name=name, max_steps=max_steps), settings, echo=print
-    )
-    return {
-        "wall_s": round(time.perf_counter() - t, 1), "method": report.choice.method, "rule": report.choice.rule,
-        "examples": report.examples, "steps": report.outcome.steps, "train_s": round(report.outcome.seconds, 1),
-        "tokens_per_s": round(report.outcome.tokens_per_s, 1), "loss_first": report.outcome.loss_curve[0][1],
-        "loss_last": report.outcome.loss_curve[-1][1], "hyperparameters": report.hyperparameters.record(),
-        "conversion_checks": [{"file": c.file, "kl_mean": c.kl_mean, "top1": c.top1_agreement,
-                               "passed": c.passed} for c in report.checks],
-        "served_as": report.served_as,
-    }  # fmt: skip
+    run_training(TrainRequest(dataset=train_set, base=BASE, name=name, max_steps=max_steps), settings, echo=print)
+    return {"wall_s": round(time.perf_counter() - t, 1), **training_record(settings.models_dir / "trained" / name)}
 
 
-def earlier_training(folder: Path) -> dict[str, Any]:
-    """The same figures from the record of a model trained by an earlier run (``--trained``)."""
+def training_record(folder: Path) -> dict[str, Any]:
+    """The showcase's figures from a trained model's run record (``train.json`` in its folder)."""
     record_file = folder / "train.json"
     if not record_file.is_file():
         sys.exit(f"no trained model at {folder}: pass a NAME that an earlier run with this --state printed")
     record = json.loads(record_file.read_text())
     curve = record["loss_curve"]
     return {
-        "earlier_run": record["run"], "method": record["method"], "rule": record["rule"],
+        "run": record["run"], "method": record["method"], "rule": record["rule"],
         "examples": record["examples"], "steps": record["steps"], "train_s": round(record["seconds"], 1),
         "tokens_per_s": record["tokens_per_s"], "loss_first": curve[0][1], "loss_last": curve[-1][1],
         "hyperparameters": record["hyperparameters"],
@@ -227,16 +215,18 @@ def judge(result: dict[str, Any], runs: dict[str, Any]) -> dict[str, Any]:
     """Each figure beside its goal (and the 1.5B tier's subset into ``result``, when it ran)."""
     before, after = runs["heldout"]["0.5B"], runs["heldout"]["tuned 0.5B"]
     he_before, he_after = runs["humaneval"]["0.5B"], runs["humaneval"]["tuned 0.5B"]
+    gain, interval = relative_gain(before, after)
     goals: dict[str, Any] = {
-        "heldout_es_relative_gain": round((after["es"] - before["es"]) / before["es"], 4) if before["es"] else None,
+        "heldout_es_relative_gain": gain,
         "humaneval_drop_points": round(100 * (he_before.get("pass@1", 0) - he_after.get("pass@1", 0)), 2),
-        "heldout_es_relative_gain_ci95": relative_gain_interval(before, after),
+        "heldout_es_relative_gain_ci95": interval,
         "throughput_ratio": result["throughput"]["ratio"],
     }
     if "heldout_dense" in runs:
-        d_before, d_after = runs["heldout_dense"]["0.5B"], runs["heldout_dense"]["tuned 0.5B"]
-        goals["dense_heldout_es_relative_gain"] = round((d_after["es"] - d_before["es"]) / d_before["es"], 4)
-        goals["dense_heldout_es_relative_gain_ci95"] = relative_gain_interval(d_before, d_after)
+        dense = runs["heldout_dense"]
+        goals["dense_heldout_es_relative_gain"], goals["dense_heldout_es_relative_gain_ci95"] = relative_gain(
+            dense["0.5B"], dense["tuned 0.5B"]
+        )
     if "1.5B" in runs["heldout"]:
         q = runs["heldout"]["1.5B"]
         ids = set(q["per_case"])
@@ -257,15 +247,13 @@ def judge(result: dict[str, Any], runs: dict[str, Any]) -> dict[str, Any]:
 def print_tables(result: dict[str, Any]) -> None:
     """The run's tables: held-out holes, ES per hole kind, HumanEval, goals."""
     runs, goals = result["runs"], result["goals"]
+    rows = [*runs["heldout"].items(), *((k + ", dense", v) for k, v in runs.get("heldout_dense", {}).items())]
     print(f"\n{'held-out holes':<16}{'EM':>8}{'ES':>8}{'id F1':>8}{'p50 s':>8}")
-    for label, r in runs["heldout"].items():
+    for label, r in rows:
         print(f"{label:<16}{r['em']:>8}{r['es']:>8}{r['id_f1']:>8}{r['latency_p50_s'] or 0:>8.2f}")
-    for label, r in runs.get("heldout_dense", {}).items():
-        print(f"{label + ', dense':<16}{r['em']:>8}{r['es']:>8}{r['id_f1']:>8}{r['latency_p50_s'] or 0:>8.2f}")
     tasks = list(runs["heldout"]["0.5B"].get("by_task", {}))
     print(f"\n{'ES by hole kind':<16}" + "".join(f"{task:>14}" for task in tasks))
-    by_kind = [*runs["heldout"].items(), *((k + ", dense", v) for k, v in runs.get("heldout_dense", {}).items())]
-    for label, r in by_kind:
+    for label, r in rows:
         cells = [r.get("by_task", {}).get(task) for task in tasks]
         print(f"{label:<16}" + "".join(f"{c['es']:>8} ({c['holes']:>3})" if c else f"{'-':>14}" for c in cells))
     print(f"{'HumanEval':<16}{'pass@1':>8}")
@@ -370,7 +358,7 @@ def main() -> None:
 
         if args.trained:
             name = args.trained
-            result["training"] = earlier_training(settings.models_dir / "trained" / name)
+            result["training"] = training_record(settings.models_dir / "trained" / name)
         else:
             name = f"showcase-{int(time.time())}"
             result["training"] = train_on(train_set, name, args.max_steps, settings)
