@@ -34,12 +34,14 @@ holes of the same files), after the goals are written: a check on how much the f
 were cut. The goals stay judged on the default build's holes; ``heldout_es_relative_gain_ci95`` is a paired
 bootstrap interval of the gain on those holes.
 
-The measured run (benchmarks/measured/train.json, its "command"): ``--train-per-file 20``, one epoch (199 steps)
-of 2 x 2 examples (``FORGEPILOT_TRAIN__BATCH_SIZE=2 FORGEPILOT_TRAIN__GRADIENT_ACCUMULATION=2
-FORGEPILOT_TRAIN__EPOCHS=1``: ~13 GB of RAM on a CPU), bfloat16 on a CPU that has it, HumanEval's first 82 problems,
-the 1.5B tier on all held-out holes, ``--dense-heldout``; about 1 h 55 min on 2 cores. Earlier runs are kept beside it
-(train-2103059.json: two epochs on the default build; train-1612eec.json: this run before the copy-rule fix;
-train-lr4e-4.json: this run at twice the LoRA learning rate).
+The measured run (benchmarks/measured/train.json, its "command"): ``--train-per-file 40`` (1,139 training
+instances), one epoch (285 steps) of 2 x 2 examples (``FORGEPILOT_TRAIN__BATCH_SIZE=2
+FORGEPILOT_TRAIN__GRADIENT_ACCUMULATION=2 FORGEPILOT_TRAIN__EPOCHS=1``: up to ~21 GB of RAM on a CPU), bfloat16 on a
+CPU that has it, HumanEval's first 82 problems, the 1.5B tier on all held-out holes, ``--dense-heldout``; about
+2 h 20 min on 2 cores from nothing (the untuned models' answers came from the ``--state`` cache of the run before,
+which is why its wall time is shorter). Earlier runs are kept beside it (train-2103059.json: two epochs on the
+default build; train-1612eec.json: ``--train-per-file 20`` before the copy-rule fix; train-per-file-20.json: the same
+after it; train-lr4e-4.json: that run at twice the LoRA learning rate).
 """
 
 from __future__ import annotations
