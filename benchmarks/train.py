@@ -115,8 +115,9 @@ def relative_gain(before: dict[str, Any], after: dict[str, Any]) -> tuple[float 
         [float(before["per_case"][i]["es"] or 0) for i in ids], [float(after["per_case"][i]["es"] or 0) for i in ids]
     )
     gain = round((after["es"] - before["es"]) / before["es"], 4) if before["es"] else None
-    base = interval.mean_a or 1.0
-    return gain, [round(interval.low / base, 4), round(interval.high / base, 4)]
+    if not interval.mean_a:  # no relative gain over an untuned mean of 0, so no interval of one either
+        return gain, []
+    return gain, [round(interval.low / interval.mean_a, 4), round(interval.high / interval.mean_a, 4)]
 
 
 def throughput(settings: Any, examples: list[Any], steps: int) -> dict[str, Any]:
