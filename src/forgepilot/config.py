@@ -355,6 +355,10 @@ class TrainSettings(BaseModel):
     #: Longer examples are left out (counted): cutting one would train on a prompt serving never sends.
     max_tokens: int = Field(default=2048, ge=16)
     warmup_ratio: float = Field(default=0.03, ge=0.0, lt=1.0)
+    #: How the answer tokens' losses are averaged. ``token``: every answer token weighs the same, so a 200-token
+    #: block answer outweighs a 12-token line 17 to 1 (block answers were ~90 % of the showcase's signal);
+    #: ``example``: each example's mean, so each hole weighs the same, as each hole counts the same when judged.
+    loss_average: Literal["token", "example"] = "token"
     save_steps: int = Field(default=50, ge=1)
     #: What a step computes in. ``auto``: bfloat16 on a GPU that has it, and on a CPU with native bfloat16
     #: instructions (AVX512-BF16 or AMX: ~2.3x faster than float32 on the 0.5B, weights kept in float32);

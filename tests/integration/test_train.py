@@ -222,11 +222,11 @@ def test_ctrl_c_keeps_a_checkpoint_and_the_same_command_resumes(
     real = loop_mod.answer_loss
     calls = {"n": 0}
 
-    def interrupted_once(*args: Any) -> Any:
+    def interrupted_once(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
             signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C, during the first step
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(loop_mod, "answer_loss", interrupted_once)
     request = TrainRequest(dataset=world["dataset"], base=str(world["tiny"]), name="resumed", max_steps=3)

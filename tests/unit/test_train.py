@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -100,19 +101,25 @@ def test_batches_group_similar_lengths_in_a_seeded_order() -> None:
     assert (padded["labels"][0, short:] == IGNORE).all()
 
 
-def test_answer_loss_equals_the_full_loss() -> None:
-    """Scoring only answer positions gives the loss transformers computes over every position."""
+def _tiny_qwen() -> Any:
+    """A one-layer Qwen2 with random weights (seeded), wide enough apart that each example has its own loss (at the
+    default 0.02 every loss is ~ln(300), and no way of averaging them could be told from another)."""
     import torch
     import transformers
-
-    from forgepilot.train.loop import answer_loss, pad_batch
 
     torch.manual_seed(0)
     config = transformers.Qwen2Config(
         vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=1, max_position_embeddings=128,
+        num_key_value_heads=1, max_position_embeddings=128, initializer_range=0.5,
     )  # fmt: skip
-    model = transformers.Qwen2ForCausalLM(config)
+    return transformers.Qwen2ForCausalLM(config)
+
+
+def test_answer_loss_equals_the_full_loss() -> None:
+    """Scoring only answer positions gives the loss transformers computes over every position."""
+    from forgepilot.train.loop import answer_loss, pad_batch
+
+    model = _tiny_qwen()
     rows = [
         {"input_ids": list(range(1, 41)), "labels": [IGNORE] * 30 + list(range(31, 41))},
         {"input_ids": list(range(5, 30)), "labels": [IGNORE] * 20 + list(range(25, 30))},
@@ -121,6 +128,60 @@ def test_answer_loss_equals_the_full_loss() -> None:
     ours = float(answer_loss(model, batch).detach())
     full = float(model(**batch).loss.detach())
     assert ours == pytest.approx(full, rel=1e-5)
+
+
+def test_answer_loss_per_example_weighs_every_example_the_same() -> None:
+    """``per_example``: the mean of each example's own mean answer loss, however long its answer; divided by the
+    examples of a whole accumulated step when that count is given."""
+    from forgepilot.train.loop import answer_loss, examples_with_answers, pad_batch
+
+    model = _tiny_qwen()
+    rows = [
+        {"input_ids": list(range(1, 41)), "labels": [IGNORE] * 10 + list(range(11, 41))},  # 30 answer tokens
+        {"input_ids": list(range(5, 30)), "labels": [IGNORE] * 22 + list(range(27, 30))},  # 3 answer tokens
+    ]
+    alone = [float(model(**pad_batch([r], pad_id=0)).loss.detach()) for r in rows]
+    batch = pad_batch(rows, pad_id=0)
+    per_example = float(answer_loss(model, batch, per_example=True).detach())
+    per_token = float(answer_loss(model, batch).detach())
+    assert per_example == pytest.approx(sum(alone) / 2, rel=1e-5)
+    assert per_token == pytest.approx((30 * alone[0] + 3 * alone[1]) / 33, rel=1e-5)
+    # Two micro-batches of one optimiser step: each is divided by the step's 4 examples, not by its own 2.
+    assert examples_with_answers([batch, batch]) == 4
+    half = float(answer_loss(model, batch, 4, per_example=True).detach())
+    assert half == pytest.approx(per_example / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("loss_average", ["token", "example"])
+def test_an_accumulated_step_averages_over_the_whole_step(loss_average: str, tmp_path: Path) -> None:
+    """One optimiser step over micro-batches of two examples and of one logs the loss of all three together: each
+    answer token weighing the same (``token``) or each example (``example``), never a mean of micro-batch means."""
+    from forgepilot.train.loop import train
+
+    model = _tiny_qwen()
+    examples = [
+        Example("long", "in_block", list(range(1, 41)), [IGNORE] * 10 + list(range(11, 41))),
+        Example("short", "inline", list(range(5, 30)), [IGNORE] * 22 + list(range(27, 30))),
+        Example("mid", "inline", list(range(40, 60)), [IGNORE] * 12 + list(range(52, 60))),
+    ]
+    alone = [(float(model(**_tensors(e)).loss.detach()), e.answer_tokens) for e in examples]
+    hp = Hyperparameters(
+        method="sft", learning_rate=1e-6, epochs=1.0, batch_size=2, gradient_accumulation=2, max_tokens=64,
+        warmup_ratio=0.0, seed=0, lora_rank=None, lora_alpha=None, lora_dropout=None, lora_targets=None,
+        precision="fp32", loss_average=loss_average,
+    )  # fmt: skip
+    outcome = train(model, examples, hp, pad_id=0, checkpoints=tmp_path, device="cpu", save_steps=99, progress=False)
+    if loss_average == "token":
+        expected = sum(loss * n for loss, n in alone) / sum(n for _, n in alone)
+    else:
+        expected = sum(loss for loss, _ in alone) / len(alone)
+    assert outcome.steps == 1 and outcome.loss_curve[0][1] == pytest.approx(expected, rel=1e-3)
+
+
+def _tensors(example: Example) -> dict[str, Any]:
+    from forgepilot.train.loop import pad_batch
+
+    return pad_batch([{"input_ids": example.input_ids, "labels": example.labels}], pad_id=0)
 
 
 def test_compare_measures_divergence() -> None:

@@ -159,7 +159,9 @@ def train(
         return padded
 
     interrupt = _Interrupt()
-    trainer = _make_trainer(interrupt, rows, model=model, args=args, data_collator=collate)
+    trainer = _make_trainer(
+        interrupt, rows, per_example=hp.loss_average == "example", model=model, args=args, data_collator=collate
+    )
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None  # type: ignore[no-untyped-call]
     if last is not None:
         outcome.resumed_from = int(Path(last).name.rpartition("-")[2])
@@ -211,12 +213,16 @@ class _Rows:
         return iter(self.rows)
 
 
-def answer_loss(model: Any, batch: dict[str, Any], num_items: Any = None) -> Any:
+def answer_loss(model: Any, batch: dict[str, Any], num_items: Any = None, *, per_example: bool = False) -> Any:
     """Cross-entropy over the answer tokens, with the vocabulary projection computed only where answers are.
 
     Prompts are ~95 % of a completion example and a code model's output layer (150k words) is a third of its
     compute: scoring only the positions that predict an answer token (``logits_to_keep``) makes a step ~1.4x
     faster on a CPU and gives the same loss and gradients.
+
+    ``num_items`` is what the losses of a whole optimiser step (every accumulated micro-batch) are divided by: its
+    answer tokens, or with ``per_example`` its examples, each contributing the mean over its own answer tokens.
+    Without it, this micro-batch's own count.
     """
     torch, _, _ = import_training()
     labels = batch["labels"]
@@ -225,14 +231,23 @@ def answer_loss(model: Any, batch: dict[str, Any], num_items: Any = None) -> Any
     keep = torch.arange(start - 1, labels.shape[1] - 1, device=labels.device)
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
     targets = labels[:, start:]
-    loss = torch.nn.functional.cross_entropy(
-        out.logits.float().reshape(-1, out.logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="sum"
-    )
-    count = num_items if num_items is not None else (targets != IGNORE).sum()
-    return loss / count
+    token_losses = torch.nn.functional.cross_entropy(
+        out.logits.float().reshape(-1, out.logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="none"
+    ).reshape(targets.shape)
+    answered = targets != IGNORE
+    if per_example:
+        counts = answered.sum(dim=1)
+        loss = (token_losses.sum(dim=1) / counts.clamp(min=1)).sum()
+        return loss / (num_items if num_items is not None else (counts > 0).sum())
+    return token_losses.sum() / (num_items if num_items is not None else answered.sum())
 
 
-def _make_trainer(interrupt: _Interrupt, rows: list[dict[str, Any]], **kwargs: Any) -> Any:
+def examples_with_answers(batches: Sequence[dict[str, Any]]) -> int:
+    """How many rows of ``batches`` carry an answer token (what ``per_example`` losses are divided by)."""
+    return sum(int((b["labels"] != IGNORE).any(dim=1).sum()) for b in batches)
+
+
+def _make_trainer(interrupt: _Interrupt, rows: list[dict[str, Any]], *, per_example: bool, **kwargs: Any) -> Any:
     """A ``Trainer`` that reads rows in the order given and stops cleanly on Ctrl-C (classes made here: transformers
     is imported only when training runs)."""
     _, transformers, _ = import_training()
@@ -251,10 +266,16 @@ def _make_trainer(interrupt: _Interrupt, rows: list[dict[str, Any]], **kwargs: A
         def _get_train_sampler(self, *args: Any, **kw: Any) -> Any:
             return SequentialSampler(self.train_dataset)
 
+        def _get_num_items_in_batch(self, batch_samples: list[Any], device: Any) -> Any:
+            if not per_example:
+                return super()._get_num_items_in_batch(batch_samples, device)
+            # One optimiser step's examples: the Trainer then leaves the sum unscaled by the accumulation steps.
+            return examples_with_answers(batch_samples) if self.model_accepts_loss_kwargs else None
+
         def compute_loss(
             self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
         ) -> Any:
-            loss = answer_loss(model, inputs, num_items_in_batch)
+            loss = answer_loss(model, inputs, num_items_in_batch, per_example=per_example)
             return (loss, None) if return_outputs else loss
 
     return SequentialTrainer(train_dataset=_Rows(rows), callbacks=[Watch()], **kwargs)

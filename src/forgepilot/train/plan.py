@@ -78,6 +78,8 @@ class Hyperparameters:
     lora_targets: list[str] | None
     #: ``bf16`` (autocast; float32 weights on a CPU) or ``fp32``: resolved for the device the run trains on.
     precision: str
+    #: ``token`` or ``example`` (``[train] loss_average``).
+    loss_average: str = "token"
 
     @classmethod
     def from_settings(cls, method: Method, s: TrainSettings, *, precision: str) -> Hyperparameters:
@@ -96,6 +98,7 @@ class Hyperparameters:
             lora_alpha=s.lora_alpha if lora else None,
             lora_dropout=s.lora_dropout if lora else None,
             lora_targets=list(s.lora_targets) if lora else None,
+            loss_average=s.loss_average,
         )
 
     def record(self) -> dict[str, Any]:
