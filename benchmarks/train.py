@@ -41,7 +41,8 @@ CPU that has it, HumanEval's first 82 problems, the 1.5B tier on all held-out ho
 2 h 20 min on 2 cores from nothing (the untuned models' answers came from the ``--state`` cache of the run before,
 which is why its wall time is shorter). Earlier runs are kept beside it (train-2103059.json: two epochs on the
 default build; train-1612eec.json: ``--train-per-file 20`` before the copy-rule fix; train-per-file-20.json: the same
-after it; train-lr4e-4.json: that run at twice the LoRA learning rate).
+after it; train-lr4e-4.json: that run at twice the LoRA learning rate; train-loss-example.json: the 20-per-file build
+with ``FORGEPILOT_TRAIN__LOSS_AVERAGE=example``).
 """
 
 from __future__ import annotations
