@@ -78,8 +78,8 @@ class Hyperparameters:
     lora_targets: list[str] | None
     #: ``bf16`` (autocast; float32 weights on a CPU) or ``fp32``: resolved for the device the run trains on.
     precision: str
-    #: ``token`` or ``example`` (``[train] loss_average``).
-    loss_average: str = "token"
+    #: How answer-token losses are averaged (``[train] loss_average``, where its default is set).
+    loss_average: Literal["token", "example"]
 
     @classmethod
     def from_settings(cls, method: Method, s: TrainSettings, *, precision: str) -> Hyperparameters:
