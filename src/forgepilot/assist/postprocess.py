@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from forgepilot.syntax.languages import Language, parse
 
@@ -309,6 +309,38 @@ def _parses(text: str, language: Language) -> bool:
     return not parse(text.encode("utf-8", "replace"), language.grammar).root_node.has_error
 
 
+#: The node an indentation grammar gives a header's body. tree-sitter-python accepts ``def f(x):`` with nothing
+#: under it as a definition whose ``block`` is empty (zero bytes wide), not as an error.
+_BODY_NODE = "block"
+
+
+def _empty_body_in(root: Any, start: int, end: int) -> bool:
+    """Whether a header between bytes ``start`` and ``end`` (inclusive) has an empty body."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        for child in node.children:
+            if child.end_byte < start or child.start_byte > end:
+                continue
+            if child.type == _BODY_NODE and child.start_byte == child.end_byte and start <= child.start_byte:
+                return True
+            stack.append(child)
+    return False
+
+
+def _insertion_parses(prefix: str, text: str, suffix: str, mode: Mode, language: Language) -> bool:
+    """Whether the document parses with ``text`` at the cursor. In the block modes a header the completion writes
+    without a body under it (``def f(x):`` cut before its first line) breaks the document too: Python rejects it
+    though tree-sitter does not. Only bodies from the cursor on count: one the prefix left empty is the user's."""
+    assert language.grammar is not None
+    head = prefix.encode("utf-8", "replace")
+    body = text.encode("utf-8", "replace")
+    root = parse(head + body + suffix.encode("utf-8", "replace"), language.grammar).root_node
+    if root.has_error:
+        return False
+    return mode == "inline" or not _empty_body_in(root, len(head), len(head) + len(body))
+
+
 def postprocess(
     raw: str,
     *,
@@ -360,12 +392,12 @@ def postprocess(
         out.text, out.reason = "", "block_closed"
         return out
     if check_parse and language is not None and language.grammar is not None and _parses(prefix + suffix, language):
-        if not _parses(prefix + text + suffix, language):
+        if not _insertion_parses(prefix, text, suffix, mode, language):
             # Keep the longest run of whole lines that still parses, else nothing.
             lines = text.split("\n")
             for n in range(len(lines) - 1, 0, -1):
                 candidate = "\n".join(lines[:n])
-                if candidate.strip() and _parses(prefix + candidate + suffix, language):
+                if candidate.strip() and _insertion_parses(prefix, candidate, suffix, mode, language):
                     text = candidate
                     out.steps.append("parse_trim")
                     break
