@@ -43,7 +43,8 @@ which is why its wall time is shorter). Earlier runs are kept beside it (train-2
 default build; train-1612eec.json: ``--train-per-file 20`` before the copy-rule fix; train-per-file-20.json: the same
 after it; train-lr4e-4.json: that run at twice the LoRA learning rate; train-loss-example.json: the 20-per-file build
 with ``FORGEPILOT_TRAIN__LOSS_AVERAGE=example``; train-lr1e-4.json: the measured run at half the learning rate,
-``FORGEPILOT_TRAIN__LORA_LEARNING_RATE=1e-4``, without the 1.5B tier; train-lr5e-5.json: the same at 5e-5).
+``FORGEPILOT_TRAIN__LORA_LEARNING_RATE=1e-4``, without the 1.5B tier; train-lr5e-5.json: the same at 5e-5;
+train-lr1e-4-example.json: the 1e-4 run with ``FORGEPILOT_TRAIN__LOSS_AVERAGE=example``).
 """
 
 from __future__ import annotations
