@@ -45,7 +45,8 @@ after it; train-lr4e-4.json: that run at twice the LoRA learning rate; train-los
 with ``FORGEPILOT_TRAIN__LOSS_AVERAGE=example``; train-lr1e-4.json: the measured run at half the learning rate,
 ``FORGEPILOT_TRAIN__LORA_LEARNING_RATE=1e-4``, without the 1.5B tier; train-lr5e-5.json: the same at 5e-5;
 train-lr1e-4-example.json: the 1e-4 run with ``FORGEPILOT_TRAIN__LOSS_AVERAGE=example``; train-sft.json: full SFT
-instead of LoRA, ``FORGEPILOT_TRAIN__SFT_ABOVE=1000``; train-r64.json: the 1e-4 run at LoRA rank 64, alpha 128).
+instead of LoRA, ``FORGEPILOT_TRAIN__SFT_ABOVE=1000``; train-r64.json: the 1e-4 run at LoRA rank 64, alpha 128;
+train-lr1e-4-seed1.json: the 1e-4 run with ``FORGEPILOT_TRAIN__SEED=1``).
 """
 
 from __future__ import annotations
