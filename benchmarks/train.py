@@ -46,7 +46,8 @@ with ``FORGEPILOT_TRAIN__LOSS_AVERAGE=example``; train-lr1e-4.json: the measured
 ``FORGEPILOT_TRAIN__LORA_LEARNING_RATE=1e-4``, without the 1.5B tier; train-lr5e-5.json: the same at 5e-5;
 train-lr1e-4-example.json: the 1e-4 run with ``FORGEPILOT_TRAIN__LOSS_AVERAGE=example``; train-sft.json: full SFT
 instead of LoRA, ``FORGEPILOT_TRAIN__SFT_ABOVE=1000``; train-r64.json: the 1e-4 run at LoRA rank 64, alpha 128;
-train-lr1e-4-seed1.json: the 1e-4 run with ``FORGEPILOT_TRAIN__SEED=1``).
+train-lr1e-4-seed1.json: the 1e-4 run with ``FORGEPILOT_TRAIN__SEED=1``; train-lr1e-4-2ep.json: the 1e-4 run for
+two epochs, ``FORGEPILOT_TRAIN__EPOCHS=2``).
 """
 
 from __future__ import annotations
