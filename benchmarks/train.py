@@ -47,7 +47,8 @@ with ``FORGEPILOT_TRAIN__LOSS_AVERAGE=example``; train-lr1e-4.json: the measured
 train-lr1e-4-example.json: the 1e-4 run with ``FORGEPILOT_TRAIN__LOSS_AVERAGE=example``; train-sft.json: full SFT
 instead of LoRA, ``FORGEPILOT_TRAIN__SFT_ABOVE=1000``; train-r64.json: the 1e-4 run at LoRA rank 64, alpha 128;
 train-lr1e-4-seed1.json: the 1e-4 run with ``FORGEPILOT_TRAIN__SEED=1``; train-lr1e-4-2ep.json: the 1e-4 run for
-two epochs, ``FORGEPILOT_TRAIN__EPOCHS=2``).
+two epochs, ``FORGEPILOT_TRAIN__EPOCHS=2``; train-plw-0.1.json: the 1e-4 run also trained on the prompts' code,
+``FORGEPILOT_TRAIN__PROMPT_LOSS_WEIGHT=0.1``).
 """
 
 from __future__ import annotations

@@ -208,6 +208,13 @@ def test_training_tokens_are_the_serving_tokens(world: dict[str, Path], s: Setti
         n_prompt = example.labels.index(next(t for t in example.labels if t != -100))
         assert example.input_ids[:n_prompt] == served
         assert example.input_ids[-1] == tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        # The code a prompt-weighted run trains on: the prompt's plain text, never a marker, never the answer.
+        spans = [len(encoder.control(t) if c else encoder.plain(t)) * [c] for t, c in inst.fim_segments]
+        from_control = [c for span in spans for c in span]
+        assert len(from_control) == n_prompt
+        code = [(i, t) for i, t in enumerate(example.code_labels) if t != -100]
+        assert code and all(i < n_prompt and example.input_ids[i] == t and not from_control[i] for i, t in code)
+        assert len(code) == from_control.count(False)
         checked += 1
     assert checked >= 5
     # Repository text that spells a control token is never trained on.

@@ -152,6 +152,65 @@ def test_answer_loss_per_example_weighs_every_example_the_same() -> None:
     assert half == pytest.approx(per_example / 2, rel=1e-5)
 
 
+def _token_losses(model: Any, row: dict[str, Any], key: str) -> list[tuple[int, float]]:
+    """(target column, loss) of each ``key`` target from the full logits (column i: position i predicts token i + 1)."""
+    import torch
+
+    logits = model(input_ids=torch.tensor([row["input_ids"]])).logits[0, :-1].float()
+    targets = torch.tensor(row[key][1:])
+    losses = torch.nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="none")
+    return [(i, float(x)) for i, (x, t) in enumerate(zip(losses.detach(), targets, strict=True)) if t != IGNORE]
+
+
+@pytest.mark.parametrize("stride", [1, 4])
+def test_prompt_loss_adds_the_code_tokens_at_their_weight(stride: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``prompt_weight`` the code tokens of the prompt add their losses at that weight (every ``stride``-th
+    column at ``stride`` times it), the markers (``IGNORE`` in ``code_labels``) add nothing, and the divisor stays the
+    answer tokens' (or the examples'); at weight 0, the answers' alone."""
+    import torch
+
+    from forgepilot.train import loop
+    from forgepilot.train.loop import answer_loss, pad_batch
+
+    monkeypatch.setattr(loop, "_CODE_STRIDE", stride)
+    model = _tiny_qwen()
+    rows = [
+        {"input_ids": list(range(1, 41)), "labels": [IGNORE] * 30 + list(range(31, 41)),
+         "code_labels": [IGNORE] * 2 + list(range(3, 15)) + [IGNORE] + list(range(16, 30)) + [IGNORE] * 11},
+        {"input_ids": list(range(5, 30)), "labels": [IGNORE] * 20 + list(range(25, 30)),
+         "code_labels": [IGNORE] + list(range(6, 25)) + [IGNORE] * 5},
+    ]  # fmt: skip
+    answers = [sum(x for _, x in _token_losses(model, r, "labels")) for r in rows]
+    code = [[(i, x) for i, x in _token_losses(model, r, "code_labels") if i % stride == 0] for r in rows]
+    assert [len(c) for c in code] == ([26, 19] if stride == 1 else [6, 5])
+    batch = pad_batch(rows, pad_id=0)
+    weighted = [a + 0.1 * stride * sum(x for _, x in c) for a, c in zip(answers, code, strict=True)]
+
+    per_token = answer_loss(model, batch, prompt_weight=0.1)
+    assert float(per_token.detach()) == pytest.approx(sum(weighted) / 15, rel=1e-5)
+    per_example = float(answer_loss(model, batch, per_example=True, prompt_weight=0.1).detach())
+    assert per_example == pytest.approx((weighted[0] / 10 + weighted[1] / 5) / 2, rel=1e-5)
+    plain = float(answer_loss(model, batch).detach())
+    assert plain == pytest.approx(sum(answers) / 15, rel=1e-5)
+    # The code tokens reach the weights: the gradient differs from the answers' alone.
+    per_token.backward()
+    with_code = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    answer_loss(model, batch).backward()
+    assert any(not torch.allclose(a, p.grad) for a, p in zip(with_code, model.parameters(), strict=True))
+
+
+def test_only_a_run_with_a_prompt_weight_carries_code_labels() -> None:
+    from forgepilot.train.loop import _row, pad_batch
+
+    example = Example("a", "inline", [1, 2, 3, 4], [IGNORE, IGNORE, 3, 4], [IGNORE, 2, IGNORE, IGNORE])
+    assert "code_labels" not in _row(example, 0.0)
+    assert _row(example, 0.1)["code_labels"] == [IGNORE, 2, IGNORE, IGNORE]
+    chat = Example("b", "tests", [1, 2, 3], [IGNORE, 2, 3])  # chat examples have no code labels
+    padded = pad_batch([_row(example, 0.1), _row(chat, 0.1)], pad_id=0)
+    assert padded["code_labels"].tolist() == [[IGNORE, 2, IGNORE, IGNORE], [IGNORE] * 4]
+
+
 @pytest.mark.parametrize("loss_average", ["token", "example"])
 def test_an_accumulated_step_averages_over_the_whole_step(loss_average: str, tmp_path: Path) -> None:
     """One optimiser step over micro-batches of two examples and of one logs the loss of all three together: each

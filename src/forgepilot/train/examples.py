@@ -3,7 +3,8 @@
 Completion instances train on their FIM prompt (``fim_segments``: markers tokenized as control tokens, code as
 plain text, piece by piece like the llama.cpp backend) followed by the answer and the format's end of text.
 Chat instances (tests, docs, commit messages, distilled problems) train on the model's own chat template with the
-answer and the end of the assistant turn. Only answer tokens carry a loss.
+answer and the end of the assistant turn. Answer tokens carry the loss; a completion prompt's code tokens are kept
+apart (``code_labels``) for a run that also trains on them at a smaller weight (``[train] prompt_loss_weight``).
 
 Text that spells a control token (``<|endoftext|>`` in a repository's file) would become one if parsed, and is
 only safe as plain text: instances carrying such text are left out and counted rather than trained on.
@@ -29,6 +30,9 @@ class Example:
     kind: str
     input_ids: list[int]
     labels: list[int]
+    #: The prompt's code tokens (prefix, suffix, context: repository text) where they are, ``IGNORE`` elsewhere
+    #: (the format's markers, the answer, every chat token); empty when none.
+    code_labels: list[int] = field(default_factory=list)
 
     @property
     def answer_tokens(self) -> int:
@@ -80,7 +84,11 @@ class Encoder:
             texts += [inst.completion, inst.prefix, inst.suffix, *(str(c.get("text", "")) for c in inst.context)]
             if self._spells_control(*texts):
                 return "control_token_text"
-            prompt = [tok for t, control in pieces for tok in (self.control(t) if control else self.plain(t))]
+            prompt, code = [], []
+            for text, control in pieces:
+                tokens = self.control(text) if control else self.plain(text)
+                prompt += tokens
+                code += [IGNORE] * len(tokens) if control else tokens
             answer = self.plain(inst.fim_indent + inst.completion) + [self.end_of_text]
         else:
             if self._spells_control(inst.system, inst.prompt, inst.completion):
@@ -90,12 +98,14 @@ class Encoder:
             ]
             rendered = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             prompt = self.control(rendered)
+            code = []
             answer = self.plain(inst.completion) + [self.end_of_turn]
         if len(answer) <= 1:
             return "empty_answer"
         if len(prompt) + len(answer) > self.max_tokens:
             return "too_long"
-        return Example(inst.id, inst.kind, prompt + answer, [IGNORE] * len(prompt) + answer)
+        code_labels = code + [IGNORE] * len(answer) if code else []
+        return Example(inst.id, inst.kind, prompt + answer, [IGNORE] * len(prompt) + answer, code_labels)
 
     def encode_all(self, instances: Iterable[Instance]) -> Encoded:
         out = Encoded()

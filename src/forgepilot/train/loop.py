@@ -52,18 +52,24 @@ def ordered_batches(examples: Sequence[Example], batch_size: int, seed: int) -> 
 
 
 def pad_batch(batch: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any]:
-    """Right-padded tensors: pad tokens get no attention and no loss."""
+    """Right-padded tensors: pad tokens get no attention and no loss. Rows with ``code_labels`` (a run that trains on
+    prompt code) get them padded alike; a row without any gets ``IGNORE`` throughout."""
     torch, _, _ = import_training()
     width = max(len(b["input_ids"]) for b in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
+    with_code = any("code_labels" in b for b in batch)
+    code = torch.full((len(batch), width), IGNORE, dtype=torch.long)
     for row, b in enumerate(batch):
         n = len(b["input_ids"])
         ids[row, :n] = torch.tensor(b["input_ids"])
         labels[row, :n] = torch.tensor(b["labels"])
         mask[row, :n] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        if b.get("code_labels"):
+            code[row, :n] = torch.tensor(b["code_labels"])
+    padded = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    return {**padded, "code_labels": code} if with_code else padded
 
 
 class _Interrupt:
@@ -126,7 +132,7 @@ def train(
     rows: list[dict[str, Any]] = []
     for epoch in range(epochs):
         order = batches if epoch == 0 else ordered_batches(examples, hp.batch_size, hp.seed + epoch)
-        rows += [{"input_ids": e.input_ids, "labels": e.labels} for batch in order for e in batch]
+        rows += [_row(e, hp.prompt_loss_weight) for batch in order for e in batch]
     steps_per_epoch = math.ceil(len(batches) / hp.gradient_accumulation)
     max_steps = max(1, round(steps_per_epoch * hp.epochs))
     args = transformers.TrainingArguments(
@@ -160,7 +166,13 @@ def train(
 
     interrupt = _Interrupt()
     trainer = _make_trainer(
-        interrupt, rows, per_example=hp.loss_average == "example", model=model, args=args, data_collator=collate
+        interrupt,
+        rows,
+        per_example=hp.loss_average == "example",
+        prompt_weight=hp.prompt_loss_weight,
+        model=model,
+        args=args,
+        data_collator=collate,
     )
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None  # type: ignore[no-untyped-call]
     if last is not None:
@@ -192,6 +204,11 @@ def train(
     return outcome
 
 
+def _row(example: Example, prompt_weight: float) -> dict[str, Any]:
+    row = {"input_ids": example.input_ids, "labels": example.labels}
+    return {**row, "code_labels": example.code_labels} if prompt_weight > 0 else row
+
+
 @dataclass
 class _TokenCounter:
     tokens: int = 0
@@ -213,7 +230,9 @@ class _Rows:
         return iter(self.rows)
 
 
-def answer_loss(model: Any, batch: dict[str, Any], num_items: Any = None, *, per_example: bool = False) -> Any:
+def answer_loss(
+    model: Any, batch: dict[str, Any], num_items: Any = None, *, per_example: bool = False, prompt_weight: float = 0.0
+) -> Any:
     """Cross-entropy over the answer tokens, with the vocabulary projection computed only where answers are.
 
     Prompts are ~95 % of a completion example and a code model's output layer (150k words) is a third of its
@@ -223,8 +242,17 @@ def answer_loss(model: Any, batch: dict[str, Any], num_items: Any = None, *, per
     ``num_items`` is what the losses of a whole optimiser step (every accumulated micro-batch) are divided by: its
     answer tokens, or with ``per_example`` its examples, each contributing the mean over its own answer tokens.
     Without it, this micro-batch's own count.
+
+    With ``prompt_weight`` and a batch that has ``code_labels``, the prompt's code tokens add their losses at that
+    weight (``_weighted_token_losses``); the divisor stays the answers', so answers weigh what they did before.
     """
     torch, _, _ = import_training()
+    if prompt_weight > 0 and "code_labels" in batch:
+        row_losses, answered_rows = _weighted_token_losses(model, batch, prompt_weight)
+        if per_example:
+            loss = (row_losses / answered_rows.clamp(min=1)).sum()
+            return loss / (num_items if num_items is not None else (answered_rows > 0).sum())
+        return row_losses.sum() / (num_items if num_items is not None else answered_rows.sum())
     labels = batch["labels"]
     answer = (labels != IGNORE).any(dim=0).nonzero()
     start = max(1, int(answer[0])) if len(answer) else labels.shape[1] - 1
@@ -242,12 +270,45 @@ def answer_loss(model: Any, batch: dict[str, Any], num_items: Any = None, *, per
     return token_losses.sum() / (num_items if num_items is not None else answered.sum())
 
 
+#: Every this many prompt positions one code token is scored, at this many times the weight: the same expected loss
+#: as scoring all of them. The output layer (150k words) then runs at ~1/4 of ~600 positions instead of all of them
+#: (their float32 logits alone would be ~0.7 GB per micro-batch of two); prompts overlap (each line of a file is in
+#: ~4 of them), so a quarter of the positions still reaches all of a repository's code.
+_CODE_STRIDE = 4
+
+
+def _weighted_token_losses(model: Any, batch: dict[str, Any], prompt_weight: float) -> tuple[Any, Any]:
+    """Per row: the answer tokens' summed loss plus ``prompt_weight`` times the code tokens' (estimated from every
+    ``_CODE_STRIDE``-th position), and the answer count.
+
+    The model is called as the Trainer wrapped it (so in its mixed precision), with ``logits_to_keep`` naming the
+    scored positions only.
+    """
+    torch, _, _ = import_training()
+    # Position i predicts token i + 1: target column i is input position i + 1.
+    answers = batch["labels"][:, 1:]
+    code = batch["code_labels"][:, 1:]
+    on_stride = torch.arange(code.shape[1], device=code.device) % _CODE_STRIDE == 0
+    code = torch.where(on_stride & (answers == IGNORE), code, IGNORE)
+    targets = torch.where(answers != IGNORE, answers, code)
+    weights = (answers != IGNORE).float() + prompt_weight * _CODE_STRIDE * (code != IGNORE).float()
+    scored = (targets != IGNORE).any(dim=0).nonzero().squeeze(1)
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=scored)
+    kept = targets[:, scored]
+    losses = torch.nn.functional.cross_entropy(
+        out.logits.float().reshape(-1, out.logits.shape[-1]), kept.reshape(-1), ignore_index=IGNORE, reduction="none"
+    ).reshape(kept.shape)
+    return (losses * weights[:, scored]).sum(dim=1), (answers != IGNORE).sum(dim=1)
+
+
 def examples_with_answers(batches: Sequence[dict[str, Any]]) -> int:
     """How many rows of ``batches`` carry an answer token (what ``per_example`` losses are divided by)."""
     return sum(int((b["labels"] != IGNORE).any(dim=1).sum()) for b in batches)
 
 
-def _make_trainer(interrupt: _Interrupt, rows: list[dict[str, Any]], *, per_example: bool, **kwargs: Any) -> Any:
+def _make_trainer(
+    interrupt: _Interrupt, rows: list[dict[str, Any]], *, per_example: bool, prompt_weight: float, **kwargs: Any
+) -> Any:
     """A ``Trainer`` that reads rows in the order given and stops cleanly on Ctrl-C (classes made here: transformers
     is imported only when training runs)."""
     _, transformers, _ = import_training()
@@ -275,7 +336,7 @@ def _make_trainer(interrupt: _Interrupt, rows: list[dict[str, Any]], *, per_exam
         def compute_loss(
             self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
         ) -> Any:
-            loss = answer_loss(model, inputs, num_items_in_batch, per_example=per_example)
+            loss = answer_loss(model, inputs, num_items_in_batch, per_example=per_example, prompt_weight=prompt_weight)
             return (loss, None) if return_outputs else loss
 
     return SequentialTrainer(train_dataset=_Rows(rows), callbacks=[Watch()], **kwargs)

@@ -80,6 +80,8 @@ class Hyperparameters:
     precision: str
     #: How answer-token losses are averaged (``[train] loss_average``, where its default is set).
     loss_average: Literal["token", "example"]
+    #: Weight of the loss on a completion prompt's code (``[train] prompt_loss_weight``); 0: answers only.
+    prompt_loss_weight: float = 0.0
 
     @classmethod
     def from_settings(cls, method: Method, s: TrainSettings, *, precision: str) -> Hyperparameters:
@@ -99,6 +101,7 @@ class Hyperparameters:
             lora_dropout=s.lora_dropout if lora else None,
             lora_targets=list(s.lora_targets) if lora else None,
             loss_average=s.loss_average,
+            prompt_loss_weight=s.prompt_loss_weight,
         )
 
     def record(self) -> dict[str, Any]:
