@@ -59,17 +59,16 @@ def pad_batch(batch: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
-    with_code = any("code_labels" in b for b in batch)
-    code = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    code = torch.full((len(batch), width), IGNORE, dtype=torch.long) if any("code_labels" in b for b in batch) else None
     for row, b in enumerate(batch):
         n = len(b["input_ids"])
         ids[row, :n] = torch.tensor(b["input_ids"])
         labels[row, :n] = torch.tensor(b["labels"])
         mask[row, :n] = 1
-        if b.get("code_labels"):
+        if code is not None and b.get("code_labels"):
             code[row, :n] = torch.tensor(b["code_labels"])
     padded = {"input_ids": ids, "labels": labels, "attention_mask": mask}
-    return {**padded, "code_labels": code} if with_code else padded
+    return padded if code is None else {**padded, "code_labels": code}
 
 
 class _Interrupt:
@@ -246,13 +245,19 @@ def answer_loss(
     With ``prompt_weight`` and a batch that has ``code_labels``, the prompt's code tokens add their losses at that
     weight (``_weighted_token_losses``); the divisor stays the answers', so answers weigh what they did before.
     """
-    torch, _, _ = import_training()
     if prompt_weight > 0 and "code_labels" in batch:
         row_losses, answered_rows = _weighted_token_losses(model, batch, prompt_weight)
-        if per_example:
-            loss = (row_losses / answered_rows.clamp(min=1)).sum()
-            return loss / (num_items if num_items is not None else (answered_rows > 0).sum())
-        return row_losses.sum() / (num_items if num_items is not None else answered_rows.sum())
+    else:
+        row_losses, answered_rows = _answer_token_losses(model, batch)
+    if per_example:
+        loss = (row_losses / answered_rows.clamp(min=1)).sum()
+        return loss / (num_items if num_items is not None else (answered_rows > 0).sum())
+    return row_losses.sum() / (num_items if num_items is not None else answered_rows.sum())
+
+
+def _answer_token_losses(model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
+    """Per row: the answer tokens' summed loss, and the answer count; the output layer runs from the first answer."""
+    torch, _, _ = import_training()
     labels = batch["labels"]
     answer = (labels != IGNORE).any(dim=0).nonzero()
     start = max(1, int(answer[0])) if len(answer) else labels.shape[1] - 1
@@ -262,12 +267,7 @@ def answer_loss(
     token_losses = torch.nn.functional.cross_entropy(
         out.logits.float().reshape(-1, out.logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="none"
     ).reshape(targets.shape)
-    answered = targets != IGNORE
-    if per_example:
-        counts = answered.sum(dim=1)
-        loss = (token_losses.sum(dim=1) / counts.clamp(min=1)).sum()
-        return loss / (num_items if num_items is not None else (counts > 0).sum())
-    return token_losses.sum() / (num_items if num_items is not None else answered.sum())
+    return token_losses.sum(dim=1), (targets != IGNORE).sum(dim=1)
 
 
 #: Every this many prompt positions one code token is scored, at this many times the weight: the same expected loss
@@ -287,18 +287,19 @@ def _weighted_token_losses(model: Any, batch: dict[str, Any], prompt_weight: flo
     torch, _, _ = import_training()
     # Position i predicts token i + 1: target column i is input position i + 1.
     answers = batch["labels"][:, 1:]
+    is_answer = answers != IGNORE
     code = batch["code_labels"][:, 1:]
     on_stride = torch.arange(code.shape[1], device=code.device) % _CODE_STRIDE == 0
-    code = torch.where(on_stride & (answers == IGNORE), code, IGNORE)
-    targets = torch.where(answers != IGNORE, answers, code)
-    weights = (answers != IGNORE).float() + prompt_weight * _CODE_STRIDE * (code != IGNORE).float()
+    code = torch.where(on_stride & ~is_answer, code, IGNORE)
+    targets = torch.where(is_answer, answers, code)
+    weights = is_answer.float() + prompt_weight * _CODE_STRIDE * (code != IGNORE).float()
     scored = (targets != IGNORE).any(dim=0).nonzero().squeeze(1)
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=scored)
     kept = targets[:, scored]
     losses = torch.nn.functional.cross_entropy(
         out.logits.float().reshape(-1, out.logits.shape[-1]), kept.reshape(-1), ignore_index=IGNORE, reduction="none"
     ).reshape(kept.shape)
-    return (losses * weights[:, scored]).sum(dim=1), (answers != IGNORE).sum(dim=1)
+    return (losses * weights[:, scored]).sum(dim=1), is_answer.sum(dim=1)
 
 
 def examples_with_answers(batches: Sequence[dict[str, Any]]) -> int:
